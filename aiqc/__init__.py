@@ -1,0 +1,55 @@
+"""aiqc: keep every deep-learning experiment on tabular data in one database.
+
+    import aiqc
+    aiqc.setup()
+    splitset = aiqc.Pipeline.Tabular.make(df_or_path=..., label_column=..., ...)
+
+``import aiqc`` is cheap: pandas, scikit-learn, TensorFlow and torch load only when a
+feature that needs them is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING
+
+from aiqc import exceptions
+from aiqc.database import destroy_db, setup
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# Public names resolved on first access (PEP 562), so the import stays fast.
+_LAZY = {
+    "Pipeline": "aiqc.pipeline",
+    "Dataset": "aiqc.orm",
+    "Label": "aiqc.orm",
+    "Feature": "aiqc.orm",
+    "Splitset": "aiqc.orm",
+    "Fold": "aiqc.orm",
+    "Encoder": "aiqc.orm",
+    "datum": None,
+}
+
+__all__ = ["setup", "destroy_db", "exceptions", "datum", "Pipeline", "Dataset", "Label", "Feature",
+           "Splitset", "Fold", "Encoder", "__version__"]
+
+if TYPE_CHECKING:
+    from aiqc import datum
+    from aiqc.orm import Dataset, Encoder, Feature, Fold, Label, Splitset
+    from aiqc.pipeline import Pipeline
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'aiqc' has no attribute {name!r}")
+    module = _LAZY[name]
+    value = importlib.import_module(f"aiqc.{name}") if module is None else getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,242 @@
+"""Validated plans: everything a pipeline step will write, computed without the database.
+
+Each ``plan_*`` function checks its arguments (raising :class:`ValidationError` with the
+parameter, the expectation and the received value) and computes what will be stored.
+Writers in :mod:`aiqc.orm` turn plans into rows, so a step either writes all of it or,
+having failed validation, nothing.
+"""
+
+from __future__ import annotations
+
+import numbers
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aiqc.data import encode, split
+from aiqc.data.frames import check_frame, dtype_names, is_categorical, to_python
+from aiqc.exceptions import ValidationError
+
+
+@dataclass
+class DatasetPlan:
+    df: pd.DataFrame
+    source: str
+    name: str | None = None
+    description: str | None = None
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        return dtype_names(self.df)
+
+
+@dataclass
+class LabelPlan:
+    column: str
+    dtype: str
+    categorical: bool  # text/bool/category, or integer: stratified by class
+    classes: list | None  # sorted class values; None for a float label
+    values: np.ndarray = field(repr=False)
+
+
+@dataclass
+class FeaturePlan:
+    columns: list[str]
+    excluded: list[str]
+
+
+@dataclass
+class SplitPlan:
+    size_test: float
+    size_validation: float | None
+    bin_count: int | None
+    fold_count: int | None
+    random_state: int
+    stratify: str  # "classes", "bins" or "none"
+    indices: dict[str, np.ndarray | None]
+    folds: list[tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class EncoderPlan:
+    spec: encode.EncoderSpec
+    side: str  # "label" or "feature"
+    position: int
+    fold_index: int | None
+    fitted: Any
+    columns: list[str]
+    output_columns: list[str]
+
+
+def plan_dataset(df_or_path: Any, name: str | None = None, description: str | None = None,
+                 parameter: str = "df_or_path") -> DatasetPlan:
+    from aiqc.data.frames import read_path
+    import os
+
+    if isinstance(df_or_path, (str, os.PathLike)):
+        source = os.fspath(df_or_path)
+        df = read_path(df_or_path, parameter)
+    else:
+        source = "pandas.DataFrame"
+        df = df_or_path
+    df = check_frame(df, parameter)
+    for key, value in (("name", name), ("description", description)):
+        if value is not None and not isinstance(value, str):
+            raise ValidationError.expected(key, "None or a string", value)
+    return DatasetPlan(df=df, source=source, name=name, description=description)
+
+
+def plan_label(df: pd.DataFrame, column: Any, parameter: str = "label_column") -> LabelPlan:
+    if not isinstance(column, str):
+        raise ValidationError.expected(parameter, "the name of one column (a string)", column)
+    if column not in df.columns:
+        raise ValidationError(
+            f"{parameter}: expected one of the columns {list(df.columns)[:20]!r}; received {column!r}."
+        )
+    series = df[column]
+    missing = int(series.isna().sum())
+    if missing:
+        raise ValidationError(
+            f"{parameter}: expected a label without missing values; received {column!r} with "
+            f"{missing} NaN/None value(s). Drop or fill those rows first."
+        )
+    values = series.to_numpy()
+    categorical = is_categorical(series.dtype) or pd.api.types.is_integer_dtype(series.dtype)
+    unique = pd.unique(values)
+    if len(unique) < 2:
+        raise ValidationError(
+            f"{parameter}: expected a label with at least 2 distinct values; received {column!r}, "
+            f"whose only value is {to_python(unique[:1])[0]!r}."
+        )
+    classes = to_python(np.sort(unique)) if categorical else None
+    return LabelPlan(column=column, dtype=str(series.dtype), categorical=categorical, classes=classes, values=values)
+
+
+def plan_feature(df: pd.DataFrame, excluded: Any, label_column: str | None,
+                 parameter: str = "feature_cols_excluded") -> FeaturePlan:
+    if excluded is None:
+        excluded = []
+    elif isinstance(excluded, str):
+        excluded = [excluded]
+    if not isinstance(excluded, (list, tuple)) or not all(isinstance(c, str) for c in excluded):
+        raise ValidationError.expected(parameter, "None, a column name or a list of column names", excluded)
+    unknown = [c for c in excluded if c not in df.columns]
+    if unknown:
+        raise ValidationError(
+            f"{parameter}: expected column names of the data {list(df.columns)[:20]!r}; received unknown {unknown!r}."
+        )
+    columns = [c for c in df.columns if c not in set(excluded)]
+    if label_column is not None and label_column in columns:
+        raise ValidationError(
+            f"{parameter}: expected to exclude the label column {label_column!r} from the features; "
+            f"received {list(excluded)!r}. A label among the features leaks the answer."
+        )
+    if not columns:
+        raise ValidationError(f"{parameter}: expected at least one feature column to remain; received {list(excluded)!r}, which excludes them all.")
+    return FeaturePlan(columns=columns, excluded=list(excluded))
+
+
+def _fraction(value: Any, parameter: str, optional: bool) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) < 1:
+        expected = "None or a fraction" if optional else "a fraction"
+        raise ValidationError.expected(parameter, f"{expected} between 0 and 1 (exclusive)", value)
+    return float(value)
+
+
+def _count(value: Any, parameter: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 2:
+        raise ValidationError.expected(parameter, "None or an integer >= 2", value)
+    return int(value)
+
+
+def plan_splits(label: LabelPlan, size_test: Any = 0.22, size_validation: Any = None,
+                fold_count: Any = None, bin_count: Any = None, random_state: Any = None) -> SplitPlan:
+    size_test = _fraction(size_test, "size_test", optional=False)
+    size_validation = _fraction(size_validation, "size_validation", optional=True)
+    if size_validation is not None and size_test + size_validation >= 1:
+        raise ValidationError(
+            f"size_test + size_validation: expected a sum below 1 to leave training rows; "
+            f"received {size_test} + {size_validation} = {size_test + size_validation:g}."
+        )
+    fold_count = _count(fold_count, "fold_count")
+    bin_count = _count(bin_count, "bin_count")
+    if fold_count is not None and size_validation is not None:
+        raise ValidationError(
+            f"size_validation: expected None when fold_count is set (each fold's held-out rows "
+            f"are its validation split); received {size_validation}."
+        )
+    if bin_count is not None and (label.categorical and not pd.api.types.is_integer_dtype(label.dtype)):
+        raise ValidationError(
+            f"bin_count: expected None for the categorical label {label.column!r} (dtype {label.dtype}), "
+            f"which is stratified by class; received {bin_count}."
+        )
+    if random_state is None:
+        random_state = secrets.randbelow(2**31 - 2)
+    elif isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral) or not 0 <= random_state < 2**31 - 1:
+        raise ValidationError.expected("random_state", "None or an integer in [0, 2**31 - 2]", random_state)
+    random_state = int(random_state)
+
+    strata = split.make_strata(label.values, label.categorical, bin_count, label.column)
+    n = len(label.values)
+    counts = split.split_counts(n, size_test, size_validation)
+    if counts["train"] < 1:
+        raise ValidationError(f"size_test + size_validation: leave no training rows out of {n}; expected at least 1.")
+    split.check_splits_hold_strata(strata, counts, label.column)
+    indices = split.split_indices(n, counts, strata, random_state)
+    folds: list = []
+    if fold_count is not None:
+        split.check_fold_count(fold_count, strata, indices["train"], label.column)
+        folds = split.fold_indices(indices["train"], strata, fold_count, random_state)
+    return SplitPlan(size_test, size_validation, bin_count, fold_count, random_state, strata.kind, indices, folds)
+
+
+def fit_scopes(splits: SplitPlan) -> list[tuple[int | None, np.ndarray, list[np.ndarray]]]:
+    """Where encoders are fit: the whole train split, then each fold's training rows.
+    Each scope lists the rows the fit must be able to transform (the other splits)."""
+    held = [i for s, i in splits.indices.items() if s != "train" and i is not None]
+    scopes = [(None, splits.indices["train"], held)]
+    for index, (fold_train, fold_held_out) in enumerate(splits.folds):
+        scopes.append((index, fold_train, [fold_held_out]))
+    return scopes
+
+
+def plan_encoders(df: pd.DataFrame, label: LabelPlan, feature: FeaturePlan, splits: SplitPlan,
+                  label_encoder: Any = None, feature_encoders: Any = None) -> list[EncoderPlan]:
+    """Fit every encoder on training rows only (and per fold), checking it can transform
+    the held-out rows too, so a bad encoder fails now rather than mid-experiment."""
+    label_spec = encode.parse_label_encoder(label_encoder)
+    feature_specs = encode.parse_feature_encoders(feature_encoders)
+    encode.resolve_feature_columns(feature_specs, df[feature.columns].dtypes)
+    if label_spec is not None:
+        label_spec.claimed = [label.column]
+
+    plans: list[EncoderPlan] = []
+    sides = [("label", 0, label_spec)] if label_spec else []
+    sides += [("feature", i, s) for i, s in enumerate(feature_specs)]
+    for side, position, spec in sides:
+        columns = spec.claimed
+        frame = df[columns]
+        for fold_index, fit_rows, other_rows in fit_scopes(splits):
+            fitted = encode.fit(spec, frame.iloc[fit_rows])
+            width = None
+            for rows in other_rows:
+                try:
+                    width = encode.transform(fitted, frame.iloc[rows]).shape[1]
+                except (ValueError, TypeError, KeyError) as error:
+                    raise ValidationError(
+                        f"{spec.describe()}: expected an encoder fit on training rows to transform the "
+                        f"held-out rows too; it failed on them: {error}. For unseen categories use e.g. "
+                        "OneHotEncoder(handle_unknown='ignore')."
+                    ) from error
+            if width is None:
+                width = encode.transform(fitted, frame.iloc[fit_rows[:1]]).shape[1]
+            plans.append(EncoderPlan(spec, side, position, fold_index, fitted, columns,
+                                     encode.output_names(fitted, columns, width)))
+    return plans

@@ -1,0 +1,15 @@
+"""peewee models. Bound to a database by :func:`aiqc.setup` through :data:`database_proxy`."""
+
+from aiqc.orm.base import BaseModel, database_proxy
+from aiqc.orm.dataset import Dataset, DatasetPart
+from aiqc.orm.encoder import Encoder
+from aiqc.orm.feature import Feature
+from aiqc.orm.label import Label
+from aiqc.orm.meta import SCHEMA_VERSION, SchemaInfo
+from aiqc.orm.splitset import Fold, Splitset
+
+#: every table, in creation order (parents before children)
+MODELS = [SchemaInfo, Dataset, DatasetPart, Label, Feature, Splitset, Fold, Encoder]
+
+__all__ = ["BaseModel", "database_proxy", "MODELS", "SCHEMA_VERSION", "SchemaInfo", "Dataset", "DatasetPart",
+           "Label", "Feature", "Splitset", "Fold", "Encoder"]

@@ -1,0 +1,90 @@
+"""The database proxy, the base model and the few custom field types.
+
+Models are defined once against :data:`database_proxy`; :func:`aiqc.setup` binds the
+proxy to a concrete database (peewee's late binding), so tests and users can point the
+same models at any file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import pickle
+from typing import Any
+
+import peewee as pw
+
+database_proxy = pw.DatabaseProxy()
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+
+
+class JSONField(pw.TextField):
+    """A JSON document stored as text (readable from plain SQL)."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class ArrayField(pw.BlobField):
+    """A numpy array stored in ``.npy`` format (dtype and shape travel with the bytes)."""
+
+    def db_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(value), allow_pickle=False)
+        return super().db_value(buffer.getvalue())
+
+    def python_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        import numpy as np
+
+        return np.load(io.BytesIO(bytes(value)), allow_pickle=False)
+
+
+class PickleField(pw.BlobField):
+    """A pickled Python object (fitted scikit-learn transformers).
+
+    Only load databases you trust: unpickling runs code, as with any pickled model.
+    """
+
+    def db_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return super().db_value(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else pickle.loads(bytes(value))
+
+
+class BaseModel(pw.Model):
+    """Every aiqc table: an integer id and a creation time."""
+
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+    @classmethod
+    def get_by_id(cls, pk: int):  # noqa: D401 - same contract as peewee, better error
+        """Return the record with this id, or raise :class:`aiqc.exceptions.NotFoundError`."""
+        from aiqc.exceptions import NotFoundError
+
+        record = cls.get_or_none(cls._meta.primary_key == pk)
+        if record is None:
+            raise NotFoundError(f"{cls.__name__} id={pk!r} does not exist.")
+        return record
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} id={self.id}>"

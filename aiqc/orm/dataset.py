@@ -1,0 +1,141 @@
+"""Dataset: the raw table itself, stored as parquet parts, with its schema and hash."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import peewee as pw
+
+from aiqc.orm.base import BaseModel, JSONField, database_proxy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from aiqc.data.plan import DatasetPlan
+
+
+class _Tabular:
+    """``Dataset.Tabular``: constructors for tabular data (DataFrame or file)."""
+
+    @staticmethod
+    def from_pandas(dataframe: "pd.DataFrame", name: str | None = None, description: str | None = None) -> "Dataset":
+        """Store a DataFrame (its index is not kept; rows are numbered 0..n-1)."""
+        from aiqc.data.plan import plan_dataset
+        from aiqc.database import ensure_setup
+
+        plan = plan_dataset(dataframe, name, description, parameter="dataframe")
+        with ensure_setup().atomic():
+            return Dataset._from_plan(plan)
+
+    @staticmethod
+    def from_path(file_path: str, name: str | None = None, description: str | None = None) -> "Dataset":
+        """Store a .csv, .tsv or .parquet file (delimiter from the extension)."""
+        from aiqc.data.plan import plan_dataset
+        from aiqc.database import ensure_setup
+
+        plan = plan_dataset(file_path, name, description, parameter="file_path")
+        with ensure_setup().atomic():
+            return Dataset._from_plan(plan)
+
+
+class Dataset(BaseModel):
+    """A stored table. ``sha256`` is the hash of the stored parquet parts, in order."""
+
+    name = pw.CharField(null=True)
+    description = pw.TextField(null=True)
+    source = pw.TextField()  # file path, or "pandas.DataFrame"
+    file_format = pw.CharField(default="parquet")
+    row_count = pw.IntegerField()
+    column_count = pw.IntegerField()
+    columns = JSONField()
+    dtypes = JSONField()  # {column: pandas dtype name}
+    sha256 = pw.CharField(max_length=64, index=True)
+    stored_bytes = pw.BigIntegerField()
+
+    Tabular = _Tabular
+
+    @classmethod
+    def _from_plan(cls, plan: "DatasetPlan") -> "Dataset":
+        from aiqc.data.frames import iter_parquet_parts
+
+        df = plan.df
+        dataset = cls.create(
+            name=plan.name, description=plan.description, source=plan.source,
+            row_count=len(df), column_count=df.shape[1], columns=list(df.columns),
+            dtypes=plan.dtypes, sha256="", stored_bytes=0,
+        )
+        digest, total = hashlib.sha256(), 0
+        for index, (start, count, blob) in enumerate(iter_parquet_parts(df)):
+            view = memoryview(blob)
+            digest.update(view)
+            total += len(view)
+            DatasetPart.insert(dataset=dataset, part_index=index, row_start=start, row_count=count, blob=view).execute()
+            del view, blob
+        dataset.sha256, dataset.stored_bytes = digest.hexdigest(), total
+        dataset.save(only=[Dataset.sha256, Dataset.stored_bytes])
+        return dataset
+
+    # --- reading -----------------------------------------------------------------
+    def to_pandas(self, columns: list[str] | None = None, rows: Any = None) -> "pd.DataFrame":
+        """The stored table (or some columns / rows of it), with its original dtypes."""
+        frame = _read_frame(self.id, str(database_proxy.obj.database))
+        if columns is not None:
+            from aiqc.exceptions import ValidationError
+
+            unknown = [c for c in columns if c not in frame.columns]
+            if unknown:
+                raise ValidationError(f"columns: expected columns of dataset {self.id}; received unknown {unknown!r}.")
+            frame = frame[list(columns)]
+        if rows is not None:
+            frame = frame.iloc[rows]
+        return frame.copy()
+
+    def to_numpy(self, columns: list[str] | None = None, rows: Any = None) -> "np.ndarray":
+        return self.to_pandas(columns, rows).to_numpy()
+
+    # --- next steps (low-level API) ---------------------------------------------
+    def make_label(self, column: str) -> "Label":
+        """Choose the label column; returns a stored :class:`Label`."""
+        from aiqc.data.plan import plan_label
+        from aiqc.orm.label import Label
+
+        plan = plan_label(self.to_pandas(), column, parameter="column")
+        with database_proxy.atomic():
+            return Label._from_plan(self, plan)
+
+    def make_feature(self, exclude_columns: Any = None, label: "Label | None" = None) -> "Feature":
+        """Choose the feature columns: every column except ``exclude_columns``."""
+        from aiqc.data.plan import plan_feature
+        from aiqc.orm.feature import Feature
+
+        plan = plan_feature(self.to_pandas().head(0), exclude_columns, label.column if label else None,
+                            parameter="exclude_columns")
+        with database_proxy.atomic():
+            return Feature._from_plan(self, plan)
+
+
+class DatasetPart(BaseModel):
+    """A consecutive range of rows of a dataset, as one parquet file."""
+
+    dataset = pw.ForeignKeyField(Dataset, backref="parts", on_delete="CASCADE")
+    part_index = pw.IntegerField()
+    row_start = pw.BigIntegerField()
+    row_count = pw.IntegerField()
+    blob = pw.BlobField()
+
+    class Meta:
+        indexes = ((("dataset", "part_index"), True),)
+
+
+@lru_cache(maxsize=2)
+def _read_frame(dataset_id: int, database: str) -> "pd.DataFrame":
+    """Datasets never change once written, so reads are cached per process."""
+    from aiqc.data.frames import parts_to_frame
+
+    query = (DatasetPart.select(DatasetPart.blob)
+             .where(DatasetPart.dataset == dataset_id).order_by(DatasetPart.part_index))
+    blobs = [bytes(row.blob) for row in query]
+    return parts_to_frame(blobs)

@@ -1,0 +1,50 @@
+"""Encoder: a scikit-learn transformer fit on one scope's training rows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import peewee as pw
+
+from aiqc.orm.base import BaseModel, JSONField, PickleField
+from aiqc.orm.splitset import Fold, Splitset
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from aiqc.data.plan import EncoderPlan
+
+
+class Encoder(BaseModel):
+    """``side`` is 'label' or 'feature'; ``fold`` is null for the encoder fit on the whole
+    train split, else the fold whose training rows it was fit on."""
+
+    splitset = pw.ForeignKeyField(Splitset, backref="encoders", on_delete="CASCADE")
+    fold = pw.ForeignKeyField(Fold, backref="encoders", null=True, on_delete="CASCADE")
+    side = pw.CharField()
+    position = pw.IntegerField()  # order among the feature encoders as given
+    class_path = pw.CharField()  # e.g. sklearn.preprocessing._data.StandardScaler
+    params = JSONField()
+    dtypes = JSONField(null=True)  # as requested
+    columns_requested = JSONField(null=True)  # as requested
+    columns = JSONField()  # resolved columns it applies to
+    output_columns = JSONField()
+    fitted = PickleField()
+
+    @classmethod
+    def _from_plan(cls, splitset: Splitset, fold: Fold | None, plan: "EncoderPlan") -> "Encoder":
+        from aiqc.data.encode import describe_params
+
+        return cls.create(
+            splitset=splitset, fold=fold, side=plan.side, position=plan.position,
+            class_path=plan.spec.class_path, params=describe_params(plan.spec.transformer),
+            dtypes=plan.spec.dtypes, columns_requested=plan.spec.columns, columns=plan.columns,
+            output_columns=plan.output_columns, fitted=plan.fitted,
+        )
+
+    def transform(self, frame: "pd.DataFrame") -> "np.ndarray":
+        """Apply the fitted transformer to the encoder's columns of ``frame``."""
+        from aiqc.data.encode import transform
+
+        return transform(self.fitted, frame[self.columns])

@@ -1,0 +1,1 @@
+"""Bundled sample data (installed as ``aiqc.datasets``); read it with :mod:`aiqc.datum`."""
