@@ -78,7 +78,10 @@ def iter_parquet_parts(df: pd.DataFrame) -> Iterator[tuple[int, int, bytes]]:
         chunk = df.iloc[start : start + rows_per_part]
         table = pa.Table.from_pandas(chunk, preserve_index=False)
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="lz4")
+        # Dictionary encoding pays for repeated values (text, categories), not for floats,
+        # where trying it first costs ~5x the write time.
+        dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+        pq.write_table(table, sink, compression="lz4", use_dictionary=dictionary)
         del table
         yield start, len(chunk), sink.getvalue()
 

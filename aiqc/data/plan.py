@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from aiqc.data import encode, split
-from aiqc.data.frames import check_frame, dtype_names, is_categorical, to_python
+from aiqc.data.frames import check_frame, dtype_names, is_categorical, is_numeric, to_python
 from aiqc.exceptions import ValidationError
 
 
@@ -39,7 +39,9 @@ class LabelPlan:
     dtype: str
     categorical: bool  # text/bool/category, or integer: stratified by class
     classes: list | None  # sorted class values; None for a float label
-    values: np.ndarray = field(repr=False)
+    values: np.ndarray | None = field(repr=False)  # numeric labels only
+    codes: np.ndarray = field(repr=False)  # per row, the index of its value in sorted unique values
+    unique_count: int = 0
 
 
 @dataclass
@@ -103,16 +105,17 @@ def plan_label(df: pd.DataFrame, column: Any, parameter: str = "label_column") -
             f"{parameter}: expected a label without missing values; received {column!r} with "
             f"{missing} NaN/None value(s). Drop or fill those rows first."
         )
-    values = series.to_numpy()
     categorical = is_categorical(series.dtype) or pd.api.types.is_integer_dtype(series.dtype)
-    unique = pd.unique(values)
+    codes, unique = pd.factorize(series, sort=True)  # hashing: O(n), unlike np.unique's sort
     if len(unique) < 2:
         raise ValidationError(
             f"{parameter}: expected a label with at least 2 distinct values; received {column!r}, "
-            f"whose only value is {to_python(unique[:1])[0]!r}."
+            f"whose only value is {to_python(np.asarray(unique[:1]))[0]!r}."
         )
-    classes = to_python(np.sort(unique)) if categorical else None
-    return LabelPlan(column=column, dtype=str(series.dtype), categorical=categorical, classes=classes, values=values)
+    classes = to_python(np.asarray(unique)) if categorical else None
+    values = series.to_numpy() if is_numeric(series.dtype) else None  # needed for quantile bins
+    return LabelPlan(column=column, dtype=str(series.dtype), categorical=categorical, classes=classes,
+                     values=values, codes=codes.astype(np.int64), unique_count=len(unique))
 
 
 def plan_feature(df: pd.DataFrame, excluded: Any, label_column: str | None,
@@ -183,8 +186,8 @@ def plan_splits(label: LabelPlan, size_test: Any = 0.22, size_validation: Any = 
         raise ValidationError.expected("random_state", "None or an integer in [0, 2**31 - 2]", random_state)
     random_state = int(random_state)
 
-    strata = split.make_strata(label.values, label.categorical, bin_count, label.column)
-    n = len(label.values)
+    strata = split.make_strata(label, bin_count)
+    n = len(label.codes)
     counts = split.split_counts(n, size_test, size_validation)
     if counts["train"] < 1:
         raise ValidationError(f"size_test + size_validation: leave no training rows out of {n}; expected at least 1.")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aiqc.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from aiqc.data.plan import LabelPlan
 
 SPLITS = ("train", "validation", "test")
 
@@ -21,22 +25,20 @@ class Strata:
 
     @property
     def counts(self) -> np.ndarray:
-        return np.bincount(self.codes) if self.codes is not None else np.array([])
+        return np.bincount(self.codes, minlength=len(self.names)) if self.codes is not None else np.array([])
 
 
-def make_strata(values: np.ndarray, categorical: bool, bin_count: int | None, column: str) -> Strata:
+def make_strata(label: "LabelPlan", bin_count: int | None) -> Strata:
     """Codes to stratify by. Categorical (and integer) labels are stratified by class;
     a continuous label by ``bin_count`` quantile bins, or not at all."""
     if bin_count is not None:
         import pandas as pd
 
-        codes, edges = pd.qcut(values, q=bin_count, labels=False, retbins=True, duplicates="drop")
-        codes = np.asarray(codes, dtype=np.int64)
+        codes, edges = pd.qcut(label.values, q=bin_count, labels=False, retbins=True, duplicates="drop")
         names = [f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(edges[:-1], edges[1:])]
-        return Strata(codes, names, "bins")
-    if categorical:
-        names, codes = np.unique(values, return_inverse=True)
-        return Strata(codes.astype(np.int64), list(names), "classes")
+        return Strata(np.asarray(codes, dtype=np.int64), names, "bins")
+    if label.categorical:
+        return Strata(label.codes, list(label.classes), "classes")
     return Strata(None, [], "none")
 
 
@@ -48,19 +50,15 @@ def split_counts(n: int, size_test: float, size_validation: float | None) -> dic
 
 def check_splits_hold_strata(strata: Strata, counts: dict[str, int], column: str) -> None:
     """Every split must be able to hold every class (or bin) at least once."""
+    used = {s: c for s, c in counts.items() if s != "validation" or c}
     if strata.codes is None:
-        for split, count in counts.items():
-            if split != "validation" or count:
-                if count < 1:
-                    raise ValidationError(f"size_{split}: leaves no {split} rows; expected at least 1.")
         return
     per_class = strata.counts
     n_groups = len(per_class)
     word = "classes" if strata.kind == "classes" else "quantile bins"
-    used = {s: c for s, c in counts.items() if s != "validation" or c}
     for split, count in used.items():
         if count < n_groups:
-            parameter = "size_test" if split == "test" else "size_validation" if split == "validation" else "size_test + size_validation"
+            parameter = {"test": "size_test", "validation": "size_validation"}.get(split, "size_test + size_validation")
             raise ValidationError(
                 f"{parameter}: gives {count} {split} rows, fewer than the {n_groups} {word} of label "
                 f"{column!r}; expected at least one row per class in every split. "
@@ -69,31 +67,61 @@ def check_splits_hold_strata(strata: Strata, counts: dict[str, int], column: str
     smallest = int(per_class.min())
     if smallest < len(used):
         name = strata.names[int(per_class.argmin())]
+        hint = " For a continuous integer label, pass bin_count." if strata.kind == "classes" else ""
         raise ValidationError(
-            f"label_column: {word[:-1] if strata.kind == 'classes' else 'bin'} {name!r} of {column!r} has "
-            f"{smallest} row(s); expected at least {len(used)} so that each of the {len(used)} splits holds it."
+            f"label_column: {'class' if strata.kind == 'classes' else 'bin'} {name!r} of {column!r} has "
+            f"{smallest} row(s); expected at least {len(used)} so that each of the {len(used)} splits holds it.{hint}"
         )
 
 
-def split_indices(
-    n: int, counts: dict[str, int], strata: Strata, seed: int
-) -> dict[str, np.ndarray | None]:
-    """Sorted, disjoint row indices per split, covering all ``n`` rows."""
-    from sklearn.model_selection import train_test_split
+def _allocate(per_class: np.ndarray, total: int, available: np.ndarray) -> np.ndarray:
+    """Split ``total`` rows among classes in proportion to ``per_class`` (largest
+    remainder), giving every class at least one row when it has one available."""
+    exact = per_class * (total / per_class.sum())
+    take = np.minimum(np.floor(exact).astype(np.int64), available)
+    order = np.argsort(-(exact - take), kind="stable")
+    for k in order[: total - take.sum()]:
+        take[k] += 1
+    for k in np.flatnonzero((take == 0) & (available > 0)):
+        donor = int(np.argmax(take))
+        if take[donor] > 1:
+            take[donor] -= 1
+            take[k] += 1
+    return take
 
-    rows = np.arange(n)
-    codes = strata.codes
-    rest, test = train_test_split(
-        rows, test_size=counts["test"], stratify=codes, random_state=seed
-    )
-    validation = None
-    if counts["validation"]:
-        rest_codes = codes[rest] if codes is not None else None
-        rest, validation = train_test_split(
-            rest, test_size=counts["validation"], stratify=rest_codes, random_state=seed + 1
-        )
-        validation = np.sort(validation)
-    return {"train": np.sort(rest), "validation": validation, "test": np.sort(test)}
+
+def split_indices(n: int, counts: dict[str, int], strata: Strata, seed: int) -> dict[str, np.ndarray | None]:
+    """Sorted, disjoint row indices per split, covering all ``n`` rows.
+
+    Rows are shuffled once and grouped by stratum (stable sort keeps the shuffle within a
+    group); each split takes its quota of every group, so class shares are kept within
+    one row. O(n), with no per-class Python loop over rows.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    if strata.codes is None:
+        test = order[: counts["test"]]
+        validation = order[counts["test"] : counts["test"] + counts["validation"]]
+        train = order[counts["test"] + counts["validation"] :]
+    else:
+        codes = strata.codes
+        grouped = order[np.argsort(codes[order], kind="stable")]
+        per_class = np.bincount(codes, minlength=len(strata.names))
+        starts = np.concatenate([[0], np.cumsum(per_class)[:-1]])
+        test_take = _allocate(per_class, counts["test"], per_class)
+        validation_take = (_allocate(per_class, counts["validation"], per_class - test_take)
+                           if counts["validation"] else np.zeros_like(per_class))
+        position = np.arange(n) - np.repeat(starts, per_class)  # rank of each row within its group
+        group = np.repeat(np.arange(len(per_class)), per_class)
+        in_test = position < test_take[group]
+        in_validation = ~in_test & (position < (test_take + validation_take)[group])
+        test, validation = grouped[in_test], grouped[in_validation]
+        train = grouped[~(in_test | in_validation)]
+    return {
+        "train": np.sort(train),
+        "validation": np.sort(validation) if counts["validation"] else None,
+        "test": np.sort(test),
+    }
 
 
 def check_fold_count(fold_count: int, strata: Strata, train_rows: np.ndarray, column: str) -> None:
@@ -113,16 +141,13 @@ def check_fold_count(fold_count: int, strata: Strata, train_rows: np.ndarray, co
         )
 
 
-def fold_indices(
-    train_rows: np.ndarray, strata: Strata, fold_count: int, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
+def fold_indices(train_rows: np.ndarray, strata: Strata, fold_count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``fold_count`` pairs of (fold-train rows, fold-held-out rows), both sorted dataset rows.
     Every training row is held out by exactly one fold."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     if strata.codes is None:
-        splitter = KFold(n_splits=fold_count, shuffle=True, random_state=seed)
-        pairs = splitter.split(train_rows)
+        pairs = KFold(n_splits=fold_count, shuffle=True, random_state=seed).split(train_rows)
     else:
         splitter = StratifiedKFold(n_splits=fold_count, shuffle=True, random_state=seed)
         pairs = splitter.split(train_rows, strata.codes[train_rows])

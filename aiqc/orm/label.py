@@ -25,10 +25,8 @@ class Label(BaseModel):
 
     @classmethod
     def _from_plan(cls, dataset: Dataset, plan: "LabelPlan") -> "Label":
-        import pandas as pd
-
         return cls.create(dataset=dataset, column=plan.column, dtype=plan.dtype, categorical=plan.categorical,
-                          classes=plan.classes, unique_count=int(pd.Series(plan.values).nunique()))
+                          classes=plan.classes, unique_count=plan.unique_count)
 
     def to_pandas(self, rows=None) -> "pd.DataFrame":
         return self.dataset.to_pandas([self.column], rows)

@@ -1,0 +1,63 @@
+"""Shared fixtures: every test gets its own temporary SQLite database."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    """A fresh database bound for this test; unbound afterwards."""
+    import aiqc
+    from aiqc.orm import database_proxy
+    from aiqc.orm.dataset import _read_frame
+
+    monkeypatch.delenv("AIQC_DB", raising=False)
+    path = aiqc.setup(tmp_path / "aiqc.sqlite3")
+    yield path
+    if database_proxy.obj is not None:
+        database_proxy.obj.close()
+        database_proxy.initialize(None)
+    _read_frame.cache_clear()
+
+
+@pytest.fixture
+def row_counts(db):
+    """Callable returning {table: row count} for every aiqc table."""
+    from aiqc.orm import MODELS
+
+    def counts() -> dict[str, int]:
+        return {model.__name__: model.select().count() for model in MODELS}
+
+    return counts
+
+
+@pytest.fixture
+def iris():
+    from aiqc import datum
+
+    return datum.to_pandas("iris.tsv")
+
+
+def reference_make(df, **overrides):
+    """The reference-usage call, verbatim, with optional overrides."""
+    import aiqc
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    kwargs = dict(
+        df_or_path=df,
+        label_column="species",
+        label_encoder=dict(sklearn_preprocess=OneHotEncoder()),
+        feature_cols_excluded="species",
+        feature_encoders=[dict(sklearn_preprocess=StandardScaler(), dtypes=["float64"])],
+        size_test=0.22,
+        size_validation=0.12,
+        fold_count=None,
+        bin_count=None,
+    )
+    kwargs.update(overrides)
+    return aiqc.Pipeline.Tabular.make(**kwargs)
