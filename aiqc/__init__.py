@@ -30,19 +30,31 @@ _LAZY = {
     "Splitset": "aiqc.orm",
     "Fold": "aiqc.orm",
     "Encoder": "aiqc.orm",
+    "Experiment": "aiqc.orm",
+    "Queue": "aiqc.orm",
+    "Job": "aiqc.orm",
+    "JobState": "aiqc.orm",
     "datum": None,
 }
+_ALIASES = {"torch_fit": ("aiqc.backends.pytorch", "fit"), "record_epoch": ("aiqc.backends.pytorch", "record_epoch")}
 
 __all__ = ["setup", "destroy_db", "exceptions", "datum", "Pipeline", "Dataset", "Label", "Feature",
-           "Splitset", "Fold", "Encoder", "__version__"]
+           "Splitset", "Fold", "Encoder", "Experiment", "Queue", "Job", "JobState", "torch_fit", "record_epoch",
+           "__version__"]
 
 if TYPE_CHECKING:
     from aiqc import datum
-    from aiqc.orm import Dataset, Encoder, Feature, Fold, Label, Splitset
+    from aiqc.backends.pytorch import fit as torch_fit, record_epoch
+    from aiqc.orm import Dataset, Encoder, Experiment, Feature, Fold, Job, JobState, Label, Queue, Splitset
     from aiqc.pipeline import Pipeline
 
 
 def __getattr__(name: str):
+    if name in _ALIASES:
+        module, attribute = _ALIASES[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value
+        return value
     if name not in _LAZY:
         raise AttributeError(f"module 'aiqc' has no attribute {name!r}")
     module = _LAZY[name]

@@ -7,9 +7,14 @@ from aiqc.orm.feature import Feature
 from aiqc.orm.label import Label
 from aiqc.orm.meta import SCHEMA_VERSION, SchemaInfo
 from aiqc.orm.splitset import Fold, Splitset
+from aiqc.orm.experiment import Experiment, Hyperparamset
+from aiqc.orm.job import Job, JobState, Queue
+from aiqc.orm.result import HistoryEntry, Metric, Prediction, TrainedModel
 
 #: every table, in creation order (parents before children)
-MODELS = [SchemaInfo, Dataset, DatasetPart, Label, Feature, Splitset, Fold, Encoder]
+MODELS = [SchemaInfo, Dataset, DatasetPart, Label, Feature, Splitset, Fold, Encoder,
+          Experiment, Hyperparamset, Queue, Job, Metric, HistoryEntry, Prediction, TrainedModel]
 
 __all__ = ["BaseModel", "database_proxy", "MODELS", "SCHEMA_VERSION", "SchemaInfo", "Dataset", "DatasetPart",
-           "Label", "Feature", "Splitset", "Fold", "Encoder"]
+           "Label", "Feature", "Splitset", "Fold", "Encoder",
+           "Experiment", "Hyperparamset", "Queue", "Job", "JobState", "Metric", "HistoryEntry", "Prediction", "TrainedModel"]

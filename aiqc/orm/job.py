@@ -1,0 +1,138 @@
+"""Queue (the jobs of one experiment) and Job (one combination x repeat x fold)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import peewee as pw
+
+from aiqc.orm.base import BaseModel
+from aiqc.orm.experiment import Experiment, Hyperparamset
+from aiqc.orm.splitset import Fold
+
+
+class JobState(str, enum.Enum):
+    """Stored as text; a job's state is never inferred from nulls."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+
+
+class EnumField(pw.CharField):
+    def __init__(self, enum_class: type[enum.Enum], **kwargs: Any) -> None:
+        self.enum_class = enum_class
+        kwargs.setdefault("max_length", 16)
+        super().__init__(**kwargs)
+
+    def db_value(self, value: Any) -> Any:
+        return None if value is None else self.enum_class(value).value
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else self.enum_class(value)
+
+
+class Queue(BaseModel):
+    experiment = pw.ForeignKeyField(Experiment, backref="queues", on_delete="CASCADE")
+
+    def run_jobs(self, workers: int = 1, *, threads: int | None = None, progress: bool = True,
+                 retry_failed: bool = False):
+        """Train every job not yet COMPLETE; returns a :class:`~aiqc.runner.RunSummary`.
+
+        ``workers=1`` runs jobs one at a time in this process; ``workers=N`` starts N local
+        worker processes (spawned) that claim jobs from the database, so no job runs twice.
+        Calling it again after a crash or Ctrl-C finishes exactly the remaining jobs;
+        FAILED jobs stay failed unless ``retry_failed=True``. ``threads`` caps each worker's TF/torch intra-op threads
+        (default: CPU cores / workers).
+        """
+        from aiqc.runner import run_queue
+
+        return run_queue(self, workers=workers, threads=threads, progress=progress, retry_failed=retry_failed)
+
+    def state_counts(self) -> dict[str, int]:
+        counts = {state.value: 0 for state in JobState}
+        query = Job.select(Job.state, pw.fn.COUNT(Job.id).alias("n")).where(Job.queue == self).group_by(Job.state)
+        for row in query:
+            counts[JobState(row.state).value] = row.n
+        return counts
+
+    @property
+    def job_count(self) -> int:
+        return self.jobs.count()
+
+
+class Job(BaseModel):
+    queue = pw.ForeignKeyField(Queue, backref="jobs", on_delete="CASCADE")
+    hyperparamset = pw.ForeignKeyField(Hyperparamset, backref="jobs", on_delete="CASCADE")
+    fold = pw.ForeignKeyField(Fold, backref="jobs", null=True, on_delete="CASCADE")
+    repeat_index = pw.IntegerField()
+    seed = pw.IntegerField()
+    state = EnumField(JobState, default=JobState.QUEUED, index=True)
+    worker = pw.CharField(null=True)  # "host:pid:token" of the worker running it
+    attempts = pw.IntegerField(default=0)
+    heartbeat_at = pw.DateTimeField(null=True)
+    started_at = pw.DateTimeField(null=True)
+    finished_at = pw.DateTimeField(null=True)
+    seconds = pw.FloatField(null=True)  # wall time of the last run
+    error = pw.TextField(null=True)  # traceback of the last failure
+
+    @property
+    def hyperparameters(self) -> dict:
+        return self.hyperparamset.hyperparameters
+
+    @property
+    def fold_index(self) -> int | None:
+        return None if self.fold_id is None else self.fold.fold_index
+
+    def get_model(self):
+        """The trained model (keras.Model / torch.nn.Module), loaded from the database."""
+        from aiqc.backends import get_backend
+        from aiqc.exceptions import AIQCError
+        from aiqc.orm.result import TrainedModel
+
+        record = TrainedModel.get_or_none(TrainedModel.job == self)
+        if record is None:
+            raise AIQCError(f"job {self.id} has no stored model (state {self.state.value}).")
+        experiment = self.queue.experiment
+        backend = get_backend(experiment.library)
+        splitset = experiment.splitset
+        fns = experiment.load_functions()
+        fold = self.fold_index
+
+        def rebuild():
+            samples = splitset.samples("train", fold)
+            return fns["fn_build"](samples["features"].shape[1:], samples["labels"].shape[1:], **self.hyperparameters)
+
+        return backend.load(bytes(record.blob), rebuild)
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """``{split: {metric: value}}`` of a COMPLETE job."""
+        from aiqc.orm.result import Metric
+
+        out: dict[str, dict[str, float]] = {}
+        for row in Metric.select().where(Metric.job == self).order_by(Metric.id):
+            out.setdefault(row.split, {})[row.name] = float("nan") if row.value is None else row.value
+        return out
+
+    def history(self) -> dict[str, list[float]]:
+        """Per-epoch values, e.g. ``{"loss": [...], "val_loss": [...]}``."""
+        from aiqc.orm.result import HistoryEntry
+
+        out: dict[str, list[float]] = {}
+        for row in HistoryEntry.select().where(HistoryEntry.job == self).order_by(HistoryEntry.name, HistoryEntry.epoch):
+            out.setdefault(row.name, []).append(float("nan") if row.value is None else row.value)
+        return out
+
+    def predictions(self, split: str):
+        """The stored ``(row indices, predictions, probabilities)`` of ``split``."""
+        from aiqc.orm.result import Prediction
+
+        row = Prediction.get_or_none((Prediction.job == self) & (Prediction.split == split))
+        if row is None:
+            from aiqc.exceptions import ValidationError
+
+            have = [p.split for p in Prediction.select(Prediction.split).where(Prediction.job == self)]
+            raise ValidationError.expected("split", f"one of {have!r}", split)
+        return row.indices, row.predictions, row.probabilities

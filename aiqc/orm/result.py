@@ -1,0 +1,45 @@
+"""What a job produced: metrics per split, per-epoch history, predictions, the model."""
+
+from __future__ import annotations
+
+import peewee as pw
+
+from aiqc.orm.base import ArrayField, BaseModel
+from aiqc.orm.job import Job
+
+
+class Metric(BaseModel):
+    job = pw.ForeignKeyField(Job, backref="metric_rows", on_delete="CASCADE")
+    split = pw.CharField()  # train / validation / test
+    name = pw.CharField()  # accuracy, f1, roc_auc, r2, ...
+    value = pw.FloatField(null=True)  # null where undefined (e.g. roc_auc of one class)
+
+    class Meta:
+        indexes = ((("job", "split", "name"), True),)
+
+
+class HistoryEntry(BaseModel):
+    job = pw.ForeignKeyField(Job, backref="history_rows", on_delete="CASCADE")
+    epoch = pw.IntegerField()
+    name = pw.CharField()  # loss, val_loss, accuracy, ...
+    value = pw.FloatField(null=True)
+
+    class Meta:
+        indexes = ((("job", "name", "epoch"), True),)
+
+
+class Prediction(BaseModel):
+    job = pw.ForeignKeyField(Job, backref="prediction_rows", on_delete="CASCADE")
+    split = pw.CharField()
+    indices = ArrayField()  # dataset rows, aligned with predictions
+    predictions = ArrayField()  # class indices (classification) or values (regression)
+    probabilities = ArrayField(null=True)
+
+    class Meta:
+        indexes = ((("job", "split"), True),)
+
+
+class TrainedModel(BaseModel):
+    job = pw.ForeignKeyField(Job, backref="model_rows", unique=True, on_delete="CASCADE")
+    library = pw.CharField()
+    blob = pw.BlobField()

@@ -1,0 +1,77 @@
+"""User functions for the experiment tests: the reference-usage shapes, per library and
+analysis type. Tiny models and few epochs keep the suite fast."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+# --- Keras ----------------------------------------------------------------------------
+def keras_build(features_shape, label_shape, **hp):
+    import keras
+
+    activation = {"classification_multi": "softmax", "classification_binary": "sigmoid"}.get(hp.get("analysis"), None)
+    return keras.Sequential([
+        keras.Input(shape=features_shape),
+        keras.layers.Dense(hp["neuron_count"], activation="relu"),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(label_shape[0], activation=activation),
+    ])
+
+
+def keras_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    import keras
+
+    model.compile(loss=loser, optimizer=optimizer, metrics=["accuracy"] if hp.get("analysis", "").startswith("class") else [])
+    model.fit(samples_train["features"], samples_train["labels"],
+              validation_data=(samples_evaluate["features"], samples_evaluate["labels"]),
+              verbose=0, batch_size=hp["batch_size"], epochs=hp["epoch_count"],
+              callbacks=[keras.callbacks.History()])
+    return model
+
+
+# --- PyTorch --------------------------------------------------------------------------
+def torch_build(features_shape, label_shape, **hp):
+    import torch.nn as nn
+
+    layers = [nn.Linear(features_shape[0], hp["neuron_count"]), nn.ReLU(), nn.Linear(hp["neuron_count"], label_shape[0])]
+    if hp.get("analysis") == "classification_binary":
+        layers.append(nn.Sigmoid())
+    return nn.Sequential(*layers)
+
+
+def torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    import aiqc
+
+    delay = hp.get("sleep", 0)
+    if delay:
+        time.sleep(delay)
+    return aiqc.torch_fit(model, loser, optimizer, samples_train, samples_evaluate,
+                          epoch_count=hp["epoch_count"], batch_size=hp["batch_size"])
+
+
+FUNCTIONS = {"keras": (keras_build, keras_train), "pytorch": (torch_build, torch_train)}
+
+
+# --- misbehaving functions -------------------------------------------------------------
+def build_not_a_model(features_shape, label_shape, **hp):
+    return "not a model"
+
+
+def train_returns_nothing(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    return None
+
+
+def train_raises(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    if hp.get("neuron_count") == 13:
+        raise RuntimeError("boom in fn_train")
+    return FUNCTIONS[hp["library"]][1](model, loser, optimizer, samples_train, samples_evaluate, **hp)
+
+
+def train_interrupted_once(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    marker = hp["marker"]
+    if hp["neuron_count"] == 8 and not os.path.exists(marker):
+        open(marker, "w").close()
+        raise KeyboardInterrupt
+    return torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp)
