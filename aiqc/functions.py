@@ -34,7 +34,7 @@ def _parameters(fn: Callable) -> tuple[list[inspect.Parameter], bool, set[str]]:
 def optimize_takes_model(fn: Callable) -> bool:
     """``fn_optimize(model, **hp)`` or, for optimizers that need no model, ``fn_optimize(**hp)``."""
     positional, _, _ = _parameters(fn)
-    return bool(positional)
+    return bool(positional) and (positional[0].name == "model" or positional[0].default is positional[0].empty)
 
 
 def check_function(name: str, fn: Any, hyperparameter_names: list[str]) -> None:
@@ -53,12 +53,18 @@ def check_function(name: str, fn: Any, hyperparameter_names: list[str]) -> None:
         raise ValidationError.expected(name, f"a function {shape} with an inspectable signature", fn) from error
     accepts = len(positional) >= len(expected_positional) or any(
         p.kind == p.VAR_POSITIONAL for p in inspect.signature(fn).parameters.values())
-    if name == "fn_optimize":
-        accepts = len(positional) <= 1
+    if name == "fn_optimize":  # fn_optimize(model, **hp) or fn_optimize(**hp)
+        accepts = len([p for p in positional if p.default is p.empty]) <= 1
     required_extra = [p.name for p in positional[len(expected_positional):] if p.default is p.empty]
     if not accepts or (required_extra and not set(required_extra) <= set(hyperparameter_names)):
         received = f"{getattr(fn, '__name__', 'function')}{inspect.signature(fn)}"
         raise ValidationError(f"{name}: expected a function {shape}; received {received}.")
+    clash = [h for h in hyperparameter_names if h in expected_positional]
+    if gets_hp and clash:
+        raise ValidationError(
+            f"hyperparameters: expected names other than {name}'s own parameters {list(expected_positional)!r}; "
+            f"received {clash!r}."
+        )
     if gets_hp and not var_keyword:
         unknown = [h for h in hyperparameter_names if h not in names]
         if unknown:

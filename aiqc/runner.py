@@ -63,7 +63,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def requeue_abandoned(queue_id: int) -> int:
-    """Put back RUNNING jobs whose worker is dead (same host) or silent for too long."""
+    """Put back RUNNING jobs whose worker is dead (same host), silent for too long, or this
+    very process (nothing runs here while it looks: a claim cut short by Ctrl-C)."""
     host = socket.gethostname()
     stale_before = utcnow() - dt.timedelta(seconds=STALE_SECONDS)
     abandoned = []
@@ -71,7 +72,7 @@ def requeue_abandoned(queue_id: int) -> int:
             (Job.queue == queue_id) & (Job.state == JobState.RUNNING)):
         worker_host, _, rest = (job.worker or "").partition(":")
         pid = rest.partition(":")[0]
-        dead = worker_host == host and pid.isdigit() and not _pid_alive(int(pid))
+        dead = worker_host == host and pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid)))
         if dead or job.heartbeat_at is None or job.heartbeat_at < stale_before:
             abandoned.append((job.id, job.worker))
     for job_id, worker in abandoned:
@@ -111,7 +112,8 @@ class Heartbeat:
                  .where((Job.id == self.job_id) & (Job.worker == self.worker)).execute())
             except Exception:  # noqa: BLE001 - a missed beat must not kill the job
                 logger.debug("heartbeat of job %s failed", self.job_id, exc_info=True)
-        database_proxy.obj.close() if not database_proxy.obj.is_closed() else None
+        if not database_proxy.obj.is_closed():  # this thread's own connection
+            database_proxy.obj.close()
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()
@@ -189,6 +191,8 @@ def work(queue_id: int, threads: int | None = None, on_done: Any = None) -> int:
     requeue_abandoned(queue_id)
     while True:
         job_id = claim(queue_id, worker)
+        if job_id is None and requeue_abandoned(queue_id):  # a fellow worker died meanwhile
+            job_id = claim(queue_id, worker)
         if job_id is None:
             return ran
         state = run_one(job_id, worker, threads, cache)

@@ -93,7 +93,7 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
     loser = functions["fn_lose"](**hp) if functions.get("fn_lose") else backend.default_loss(analysis, train_y.shape)
     fn_optimize = functions.get("fn_optimize")
     if fn_optimize is None:
-        optimizer = backend.default_optimizer(model, analysis, **hp)
+        optimizer = backend.default_optimizer(model, analysis, hp)
     elif fn_tools.optimize_takes_model(fn_optimize):
         optimizer = fn_optimize(model, **hp)
     else:

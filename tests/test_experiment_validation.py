@@ -78,6 +78,7 @@ CASES = {
     "hyperparameter fn_build cannot take": (dict(fn_build=_build_fixed, hyperparameters={"neuron_count": [1], "batch_size": [1], "epoch_count": [1], "dropout": [0.1]}),
                                             r"hyperparameters: expected names that fn_build accepts \(it has no \*\*hp\); received \['dropout'\]"),
     "hyperparameter fn_train cannot take": (dict(fn_train=_train_fixed), r"hyperparameters: expected names that fn_train accepts .*received \['epoch_count'\]"),
+    "hyperparameter named like an argument": (dict(hyperparameters={"model": [1]}), r"hyperparameters: expected names other than fn_train's own parameters .*received \['model'\]"),
     "repeat_count zero": (dict(repeat_count=0), r"repeat_count: expected an integer >= 1; received 0"),
     "repeat_count float": (dict(repeat_count=1.5), r"repeat_count: expected an integer >= 1; received 1.5"),
     "fn_build missing": (dict(fn_build=None), r"fn_build: expected a function fn_build\(features_shape, label_shape, \*\*hp\); received None"),

@@ -56,7 +56,7 @@ class KerasBackend(Backend):
             return losses.BinaryCrossentropy()
         return losses.MeanAbsoluteError()
 
-    def default_optimizer(self, model: Any, analysis: AnalysisType, **hp: Any) -> Any:
+    def default_optimizer(self, model: Any, analysis: AnalysisType, hp: dict) -> Any:
         return self.import_library().optimizers.Adamax(learning_rate=hp.get("learning_rate", 0.01))
 
     def to_samples(self, features: np.ndarray, labels: np.ndarray | None, analysis: AnalysisType) -> dict:
@@ -64,10 +64,12 @@ class KerasBackend(Backend):
                 "labels": None if labels is None else np.asarray(labels, dtype=np.float32)}
 
     def outputs(self, model: Any, features: np.ndarray) -> np.ndarray:
+        """Eager calls in chunks: unlike predict(), no tf.function is traced per model,
+        which costs more than the whole prediction on tabular-sized data."""
         features = np.asarray(features, dtype=np.float32)
-        if len(features) <= 8192:  # one call, none of predict()'s per-call setup
-            return np.asarray(model.predict_on_batch(features))
-        return np.asarray(model.predict(features, batch_size=1024, verbose=0))
+        chunks = [np.asarray(model(features[start:start + 8192], training=False))
+                  for start in range(0, max(len(features), 1), 8192)]
+        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
     def history(self, model: Any) -> dict[str, list[float]]:
         recorded = getattr(getattr(model, "history", None), "history", None) or {}

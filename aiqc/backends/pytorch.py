@@ -28,9 +28,14 @@ class TorchBackend(Backend):
 
         return torch
 
+    _device = None
+
     def device(self) -> Any:
-        torch = self.import_library()
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        """CUDA when available, else CPU; decided once per process."""
+        if TorchBackend._device is None:
+            torch = self.import_library()
+            TorchBackend._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return TorchBackend._device
 
     def _configure(self, threads: int | None, seed: int | None) -> None:
         torch = self.import_library()
@@ -53,7 +58,7 @@ class TorchBackend(Backend):
             return nn.BCELoss()  # the model ends in Sigmoid, as with Keras
         return nn.L1Loss()
 
-    def default_optimizer(self, model: Any, analysis: AnalysisType, **hp: Any) -> Any:
+    def default_optimizer(self, model: Any, analysis: AnalysisType, hp: dict) -> Any:
         return self.import_library().optim.Adamax(model.parameters(), lr=hp.get("learning_rate", 0.01))
 
     def to_samples(self, features: np.ndarray, labels: np.ndarray | None, analysis: AnalysisType) -> dict:
