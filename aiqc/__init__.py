@@ -35,11 +35,15 @@ _LAZY = {
     "Job": "aiqc.orm",
     "JobState": "aiqc.orm",
     "datum": None,
+    "plots": None,
 }
-_ALIASES = {"torch_fit": ("aiqc.backends.pytorch", "fit"), "record_epoch": ("aiqc.backends.pytorch", "record_epoch")}
+_ALIASES = {"torch_fit": ("aiqc.backends.pytorch", "fit"), "record_epoch": ("aiqc.backends.pytorch", "record_epoch"),
+            "list_queues": ("aiqc.results", "list_queues"), "list_experiments": ("aiqc.results", "list_experiments"),
+            "list_datasets": ("aiqc.results", "list_datasets"), "list_splitsets": ("aiqc.results", "list_splitsets")}
 
 __all__ = ["setup", "destroy_db", "exceptions", "datum", "Pipeline", "Dataset", "Label", "Feature",
            "Splitset", "Fold", "Encoder", "Experiment", "Queue", "Job", "JobState", "torch_fit", "record_epoch",
+           "list_queues", "list_experiments", "list_datasets", "list_splitsets", "plots",
            "__version__"]
 
 if TYPE_CHECKING:
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
     from aiqc.backends.pytorch import fit as torch_fit, record_epoch
     from aiqc.orm import Dataset, Encoder, Experiment, Feature, Fold, Job, JobState, Label, Queue, Splitset
     from aiqc.pipeline import Pipeline
+    from aiqc.results import list_datasets, list_experiments, list_queues, list_splitsets
 
 
 def __getattr__(name: str):

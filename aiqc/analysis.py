@@ -1,4 +1,4 @@
-"""Analysis types: the registry of what a model predicts."""
+"""Analysis types: what a model predicts, and so which loss, outputs and metrics apply."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from aiqc.exceptions import ValidationError
 
 
 class AnalysisType(str, enum.Enum):
+    """The ``analysis_type`` of an experiment; compares equal to its string value."""
+
     CLASSIFICATION_MULTI = "classification_multi"
     CLASSIFICATION_BINARY = "classification_binary"
     REGRESSION = "regression"
@@ -17,7 +19,8 @@ class AnalysisType(str, enum.Enum):
         return self is not AnalysisType.REGRESSION
 
     @classmethod
-    def parse(cls, value: object, parameter: str = "analysis_type") -> "AnalysisType":
+    def parse(cls, value: object, parameter: str = "analysis_type") -> AnalysisType:
+        """``value`` as an AnalysisType; a :class:`ValidationError` naming ``parameter`` otherwise."""
         if isinstance(value, cls):
             return value
         try:

@@ -64,21 +64,25 @@ def _string_list(value: Any, parameter: str) -> list[str]:
     return list(value)
 
 
+def _check_entry(entry: Any, parameter: str, allowed: set[str], expected: str) -> Any:
+    """One encoder dict: known keys only, a transformer under 'sklearn_preprocess'."""
+    if not isinstance(entry, dict):
+        raise ValidationError.expected(parameter, f"dict(sklearn_preprocess=...) with {expected}", entry)
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise ValidationError(f"{parameter}: expected {expected}; received unknown keys {unknown!r}.")
+    if "sklearn_preprocess" not in entry:
+        raise ValidationError.expected(parameter, "a 'sklearn_preprocess' key", entry)
+    return _check_transformer(entry["sklearn_preprocess"], parameter)
+
+
 def parse_label_encoder(value: Any) -> EncoderSpec | None:
     if value is None:
         return None
     parameter = "label_encoder"
-    if not isinstance(value, dict):
-        raise ValidationError.expected(parameter, "None or dict(sklearn_preprocess=...)", value)
-    unknown = sorted(set(value) - {"sklearn_preprocess"})
-    if unknown:
-        raise ValidationError(
-            f"{parameter}: expected only the key 'sklearn_preprocess' (the label is one column); "
-            f"received extra keys {unknown!r}."
-        )
-    if "sklearn_preprocess" not in value:
-        raise ValidationError.expected(parameter, "dict(sklearn_preprocess=...)", value)
-    return EncoderSpec(_check_transformer(value["sklearn_preprocess"], parameter), parameter)
+    transformer = _check_entry(value, parameter, {"sklearn_preprocess"},
+                               "only the key 'sklearn_preprocess' (the label is one column)")
+    return EncoderSpec(transformer, parameter)
 
 
 def parse_feature_encoders(value: Any) -> list[EncoderSpec]:
@@ -93,23 +97,15 @@ def parse_feature_encoders(value: Any) -> list[EncoderSpec]:
     specs = []
     for position, entry in enumerate(value):
         parameter = f"feature_encoders[{position}]"
-        if not isinstance(entry, dict):
-            raise ValidationError.expected(parameter, "dict(sklearn_preprocess=..., dtypes=[...] or columns=[...])", entry)
-        unknown = sorted(set(entry) - {"sklearn_preprocess", "dtypes", "columns"})
-        if unknown:
-            raise ValidationError(
-                f"{parameter}: expected keys 'sklearn_preprocess' and one of 'dtypes'/'columns'; "
-                f"received unknown keys {unknown!r}."
-            )
-        if "sklearn_preprocess" not in entry:
-            raise ValidationError.expected(parameter, "a 'sklearn_preprocess' key", entry)
+        transformer = _check_entry(entry, parameter, {"sklearn_preprocess", "dtypes", "columns"},
+                                   "keys 'sklearn_preprocess' and one of 'dtypes'/'columns'")
         has_dtypes, has_columns = entry.get("dtypes") is not None, entry.get("columns") is not None
         if has_dtypes == has_columns:
             raise ValidationError(
                 f"{parameter}: expected exactly one of 'dtypes' or 'columns'; received "
                 f"{'both' if has_dtypes else 'neither'}."
             )
-        spec = EncoderSpec(_check_transformer(entry["sklearn_preprocess"], parameter), parameter)
+        spec = EncoderSpec(transformer, parameter)
         if has_dtypes:
             spec.dtypes = _string_list(entry["dtypes"], f"{parameter}['dtypes']")
             for name in spec.dtypes:

@@ -62,6 +62,46 @@ class Queue(BaseModel):
     def job_count(self) -> int:
         return self.jobs.count()
 
+    # --- results ---------------------------------------------------------------------
+    def metrics_to_pandas(self, selected_metrics=None, sort_by=None, ascending: bool = False):
+        """One row per job x split: ids, repeat, fold, split, hyperparameters, metrics, state."""
+        from aiqc.results import metrics_to_pandas
+
+        return metrics_to_pandas(self, selected_metrics, sort_by, ascending)
+
+    def metrics_aggregate(self, selected_metrics=None, stats=("mean", "std", "min", "max")):
+        """Per hyperparameter combination and split: mean/std/min/max across repeats and folds."""
+        from aiqc.results import metrics_aggregate
+
+        return metrics_aggregate(self, selected_metrics, stats)
+
+    def best_job(self, metric: str | None = None, split: str = "validation") -> "Job":
+        """The COMPLETE job with the best ``metric`` on ``split`` (lower is better for losses/errors)."""
+        from aiqc.results import best_job
+
+        return best_job(self, metric, split)
+
+    def plot_performance(self, metric: str | None = None, min_score=None, max_score=None):
+        from aiqc.plots import plot_performance
+
+        return plot_performance(self, metric, min_score, max_score)
+
+    def plot_hyperparameters(self, metric: str | None = None, split: str = "validation"):
+        from aiqc.plots import plot_hyperparameters
+
+        return plot_hyperparameters(self, metric, split)
+
+    def plot_repeat_spread(self, metric: str | None = None, split: str = "validation"):
+        from aiqc.plots import plot_repeat_spread
+
+        return plot_repeat_spread(self, metric, split)
+
+    def report(self, path):
+        """Write one self-contained HTML file (tables + every chart); returns its path."""
+        from aiqc.report import write_report
+
+        return write_report(self, path)
+
 
 class Job(BaseModel):
     queue = pw.ForeignKeyField(Queue, backref="jobs", on_delete="CASCADE")
@@ -124,6 +164,44 @@ class Job(BaseModel):
         for row in HistoryEntry.select().where(HistoryEntry.job == self).order_by(HistoryEntry.name, HistoryEntry.epoch):
             out.setdefault(row.name, []).append(float("nan") if row.value is None else row.value)
         return out
+
+    def history_to_pandas(self):
+        """One row per epoch, one column per recorded name (loss, val_loss, ...)."""
+        from aiqc.results import history_to_pandas
+
+        return history_to_pandas(self)
+
+    def predict(self, df):
+        """Predict raw rows (original columns) through the stored encoders and model;
+        returns ``prediction`` in the label's original values (+ class probabilities)."""
+        from aiqc.inference import predict
+
+        return predict(self, df)
+
+    def plot_learning_curve(self):
+        from aiqc.plots import plot_learning_curve
+
+        return plot_learning_curve(self)
+
+    def plot_confusion_matrix(self, splits=None):
+        from aiqc.plots import plot_confusion_matrix
+
+        return plot_confusion_matrix(self, splits)
+
+    def plot_roc_curve(self, split: str = "test"):
+        from aiqc.plots import plot_roc_curve
+
+        return plot_roc_curve(self, split)
+
+    def plot_precision_recall(self, split: str = "test"):
+        from aiqc.plots import plot_precision_recall
+
+        return plot_precision_recall(self, split)
+
+    def plot_regression(self, split: str = "test"):
+        from aiqc.plots import plot_regression
+
+        return plot_regression(self, split)
 
     def predictions(self, split: str):
         """The stored ``(row indices, predictions, probabilities)`` of ``split``."""

@@ -167,8 +167,13 @@ class Splitset(BaseModel):
 
         rows = self.indices(split, fold)
         frame = self.feature.dataset.to_pandas(self.feature.columns, rows)
-        if not encoded:
-            return frame
+        return self.encode_features(frame, fold) if encoded else frame
+
+    def encode_features(self, frame: "pd.DataFrame", fold: int | None = None) -> "pd.DataFrame":
+        """Apply the feature encoders of a scope (the fold's, or the train split's) to raw
+        feature rows; encoded blocks in encoder order, then the pass-through columns."""
+        import pandas as pd
+
         encoders = self.encoders_for(fold, side="feature")
         claimed = {c for e in encoders for c in e.columns}
         blocks, names = [], []

@@ -1,0 +1,140 @@
+"""Built-in charts. Every public function returns a ``plotly.graph_objects.Figure``
+drawn from the data computed in :mod:`aiqc.plots._data` (which tests check directly)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiqc.plots import _data
+
+__all__ = ["plot_learning_curve", "plot_confusion_matrix", "plot_roc_curve", "plot_precision_recall",
+           "plot_regression", "plot_performance", "plot_hyperparameters", "plot_repeat_spread"]
+
+TEMPLATE = "plotly_white"
+
+
+def _go():
+    import plotly.graph_objects as go
+
+    return go
+
+
+def _subplots(rows: int, cols: int, titles: list[str], **kwargs: Any):
+    from plotly.subplots import make_subplots
+
+    return make_subplots(rows=rows, cols=cols, subplot_titles=titles, **kwargs)
+
+
+def plot_learning_curve(job: Any):
+    """Loss and each recorded metric per epoch, train against validation."""
+    data = _data.learning_curve_data(job)
+    panels = data["panels"]
+    figure = _subplots(1, len(panels), list(panels), horizontal_spacing=0.08)
+    for column, (base, series) in enumerate(panels.items(), start=1):
+        for name, values in series.items():
+            figure.add_trace(_go().Scatter(x=data["epochs"][:len(values)], y=values, mode="lines", name=name,
+                                           legendgroup=name, line=dict(dash="dot" if name.startswith("val_") else "solid")),
+                             row=1, col=column)
+        figure.update_xaxes(title_text="epoch", row=1, col=column)
+    figure.update_layout(title=f"Learning curve: job {job.id}", template=TEMPLATE)
+    return figure
+
+
+def plot_confusion_matrix(job: Any, splits: list[str] | None = None):
+    """One heatmap per split (rows: actual class, columns: predicted class)."""
+    splits = splits or _data.splits_of(job)
+    matrices = [_data.confusion_matrix_data(job, s) for s in splits]
+    figure = _subplots(1, len(matrices), [f"{m['split']} ({m['rows']} rows)" for m in matrices], horizontal_spacing=0.1)
+    for column, matrix in enumerate(matrices, start=1):
+        figure.add_trace(_go().Heatmap(z=matrix["matrix"], x=matrix["labels"], y=matrix["labels"], text=matrix["matrix"],
+                                       texttemplate="%{text}", colorscale="Blues", showscale=False),
+                         row=1, col=column)
+        figure.update_xaxes(title_text="predicted", row=1, col=column)
+        figure.update_yaxes(title_text="actual", autorange="reversed", row=1, col=column)
+    figure.update_layout(title=f"Confusion matrix: job {job.id}", template=TEMPLATE)
+    return figure
+
+
+def _curve_figure(job: Any, data: dict, title: str, x_title: str, y_title: str, area: str, diagonal: bool):
+    figure = _go().Figure()
+    for curve in data["curves"]:
+        figure.add_trace(_go().Scatter(x=curve["x"], y=curve["y"], mode="lines",
+                                       name=f"{curve['name']} ({area} {curve['area']:.3f})"))
+    if diagonal:
+        figure.add_trace(_go().Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(dash="dash", color="grey")))
+    figure.update_layout(title=f"{title}: job {job.id}, {data['split']} split", xaxis_title=x_title, yaxis_title=y_title,
+                         xaxis_range=[0, 1], yaxis_range=[0, 1.02], template=TEMPLATE)
+    return figure
+
+
+def plot_roc_curve(job: Any, split: str = "test"):
+    """ROC curve (binary) or one-vs-rest curves (multiclass), with each AUC."""
+    return _curve_figure(job, _data.roc_curve_data(job, split), "ROC curve", "false positive rate",
+                         "true positive rate", "AUC", diagonal=True)
+
+
+def plot_precision_recall(job: Any, split: str = "test"):
+    """Precision against recall, with each average precision."""
+    return _curve_figure(job, _data.precision_recall_data(job, split), "Precision-recall", "recall", "precision",
+                         "AP", diagonal=False)
+
+
+def plot_regression(job: Any, split: str = "test"):
+    """Predicted against actual, and residuals against predicted."""
+    data = _data.regression_data(job, split)
+    figure = _subplots(1, 2, ["predicted vs actual", "residuals"])
+    low, high = min(data["actual"] + data["predicted"]), max(data["actual"] + data["predicted"])
+    figure.add_trace(_go().Scatter(x=data["actual"], y=data["predicted"], mode="markers", name="rows"), row=1, col=1)
+    figure.add_trace(_go().Scatter(x=[low, high], y=[low, high], mode="lines", name="ideal",
+                                   line=dict(dash="dash", color="grey")), row=1, col=1)
+    figure.add_trace(_go().Scatter(x=data["predicted"], y=data["residuals"], mode="markers", name="residuals"), row=1, col=2)
+    figure.update_xaxes(title_text="actual", row=1, col=1)
+    figure.update_yaxes(title_text="predicted", row=1, col=1)
+    figure.update_xaxes(title_text="predicted", row=1, col=2)
+    figure.update_yaxes(title_text="actual - predicted", row=1, col=2)
+    figure.update_layout(title=f"Regression: job {job.id}, {data['split']} split", template=TEMPLATE)
+    return figure
+
+
+def plot_performance(queue: Any, metric: str | None = None, min_score: float | None = None,
+                     max_score: float | None = None):
+    """Every job's train score against its validation score: overfitting shows as
+    points far from the diagonal."""
+    data = _data.performance_data(queue, metric, min_score, max_score)
+    figure = _go().Figure()
+    figure.add_trace(_go().Scatter(x=data["other"], y=data["train"], mode="markers", name="jobs",
+                                   text=[f"job {j}<br>{label}" for j, label in zip(data["job_ids"], data["labels"])],
+                                   hovertemplate="%{text}<br>" + data["other_split"] + "=%{x:.4f}<br>train=%{y:.4f}"))
+    values = data["train"] + data["other"]
+    if values:
+        low, high = min(values), max(values)
+        figure.add_trace(_go().Scatter(x=[low, high], y=[low, high], mode="lines", name="train = " + data["other_split"],
+                                       line=dict(dash="dash", color="grey")))
+    figure.update_layout(title=f"Performance: queue {queue.id}, {data['metric']}", template=TEMPLATE,
+                         xaxis_title=f"{data['other_split']} {data['metric']}", yaxis_title=f"train {data['metric']}")
+    return figure
+
+
+def plot_hyperparameters(queue: Any, metric: str | None = None, split: str = "validation"):
+    """For each hyperparameter that varies: the metric of every job, by value (box + points)."""
+    data = _data.hyperparameter_data(queue, metric, split)
+    parameters = data["parameters"] or {"(no varying hyperparameter)": {"values": [], "scores": []}}
+    figure = _subplots(1, len(parameters), list(parameters), horizontal_spacing=0.06)
+    for column, (name, series) in enumerate(parameters.items(), start=1):
+        figure.add_trace(_go().Box(x=series["values"], y=series["scores"], name=name, boxpoints="all", jitter=0.4),
+                         row=1, col=column)
+    figure.update_layout(title=f"Hyperparameters vs {data['split']} {data['metric']}: queue {queue.id}",
+                         template=TEMPLATE, showlegend=False)
+    return figure
+
+
+def plot_repeat_spread(queue: Any, metric: str | None = None, split: str = "validation"):
+    """Spread of the metric across repeats and folds, per hyperparameter combination."""
+    data = _data.repeat_spread_data(queue, metric, split)
+    figure = _go().Figure()
+    for index, scores in data["combinations"].items():
+        figure.add_trace(_go().Box(y=scores, name=f"#{index}", boxpoints="all"))
+    figure.update_layout(title=f"Spread across repeats and folds: queue {queue.id}", template=TEMPLATE,
+                         xaxis_title="hyperparameter combination", yaxis_title=f"{data['split']} {data['metric']}",
+                         showlegend=False)
+    return figure

@@ -1,0 +1,107 @@
+"""``queue.report(path)``: one self-contained HTML file (tables and every chart, plotly.js
+embedded once) that opens offline."""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiqc.exceptions import AIQCError, ValidationError
+
+logger = logging.getLogger(__name__)
+
+STYLE = """
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1200px;
+       color: #222; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.6rem 0; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: right; }
+th { background: #f4f6f8; } .chart { margin: 1rem 0; } .note { color: #666; font-size: 0.85rem; }
+"""
+
+
+def _table(frame: Any, max_rows: int = 30) -> str:
+    shown = frame.head(max_rows)
+    text = shown.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0, na_rep="")
+    if len(frame) > max_rows:
+        text += f'<p class="note">{max_rows} of {len(frame)} rows shown.</p>'
+    return text
+
+
+def figures(queue: Any) -> list[tuple[str, Any]]:
+    """(title, figure) for every chart that applies to the queue and its best job."""
+    from aiqc import plots
+    from aiqc.analysis import AnalysisType
+
+    analysis = AnalysisType.parse(queue.experiment.analysis_type)
+    best = queue.best_job()
+    splits = list(best.metrics())
+    test_or_last = "test" if "test" in splits else splits[-1]
+    evaluated = "validation" if "validation" in splits else test_or_last
+    charts = [("Performance of every job", lambda: plots.plot_performance(queue)),
+              ("Hyperparameters", lambda: plots.plot_hyperparameters(queue, split=evaluated)),
+              ("Spread across repeats and folds", lambda: plots.plot_repeat_spread(queue, split=evaluated)),
+              (f"Learning curve of the best job ({best.id})", lambda: plots.plot_learning_curve(best))]
+    if analysis.is_classification:
+        charts += [("Confusion matrices", lambda: plots.plot_confusion_matrix(best)),
+                   ("ROC curve", lambda: plots.plot_roc_curve(best, test_or_last)),
+                   ("Precision-recall", lambda: plots.plot_precision_recall(best, test_or_last))]
+    else:
+        charts.append(("Predicted vs actual", lambda: plots.plot_regression(best, test_or_last)))
+    out = []
+    for title, make in charts:
+        try:
+            out.append((title, make()))
+        except ValidationError as error:  # e.g. no history recorded: leave that chart out, say why
+            logger.info("report: %s left out: %s", title, error)
+    return out
+
+
+def write_report(queue: Any, path: str | Path) -> Path:
+    import plotly.offline
+
+    from aiqc.orm import JobState
+
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValidationError.expected("path", "a file path ending in .html", str(path))
+    if not path.parent.is_dir():
+        raise ValidationError(f"path: expected a file in an existing directory; received {str(path)!r}.")
+    counts = queue.state_counts()
+    if counts[JobState.COMPLETE.value] == 0:
+        raise AIQCError(f"queue {queue.id} has no COMPLETE job to report on yet; run queue.run_jobs() first.")
+    experiment = queue.experiment
+    best = queue.best_job()
+    parts = [
+        f"<h1>aiqc report: queue {queue.id}</h1>",
+        f"<p>{html.escape(experiment.library)} · {html.escape(experiment.analysis_type)} · splitset "
+        f"{experiment.splitset_id} · {sum(counts.values())} jobs: "
+        + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n) + "</p>",
+        f"<h2>Best job: {best.id}</h2>",
+        "<p>" + html.escape(", ".join(f"{k}={v}" for k, v in best.hyperparameters.items())) + "</p>",
+        _table(_best_metrics(best)),
+        "<h2>Metrics per hyperparameter combination (mean over repeats and folds)</h2>",
+        _table(queue.metrics_aggregate(stats=("mean", "std"))),
+    ]
+    for title, figure in figures(queue):
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append('<div class="chart">' + figure.to_html(full_html=False, include_plotlyjs=False,
+                                                             default_height=460) + "</div>")
+    parts += ["<h2>Every job and split</h2>", _table(queue.metrics_to_pandas(), max_rows=200)]
+    document = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>aiqc queue {queue.id}</title><style>{STYLE}</style>"
+        f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head><body>"
+        + "\n".join(parts) + "</body></html>"
+    )
+    path.write_text(document, encoding="utf-8")
+    return path.resolve()
+
+
+def _best_metrics(job: Any):
+    import pandas as pd
+
+    metrics = job.metrics()
+    return pd.DataFrame([{"split": split, **values} for split, values in metrics.items()])
