@@ -1,16 +1,38 @@
-"""``python -m aiqc.demo``: run the data pipeline on the bundled iris data and show what
-was stored. Uses the default database unless ``--db`` (or ``AIQC_DB``) says otherwise."""
+"""``python -m aiqc.demo``: a small experiment on the bundled iris data, end to end.
+
+Stores the data, splits and encoders, trains a PyTorch grid (2 x 2 combinations x 2
+repeats), prints the best job and its metrics, and writes the HTML report. Uses the
+default database unless ``--db`` (or ``AIQC_DB``) says otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
+
+
+def fn_build(features_shape, label_shape, **hp):
+    import torch.nn as nn
+
+    return nn.Sequential(
+        nn.Linear(features_shape[0], hp["neuron_count"]), nn.ReLU(), nn.Dropout(0.2),
+        nn.Linear(hp["neuron_count"], label_shape[0]),
+    )
+
+
+def fn_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    import aiqc
+
+    return aiqc.torch_fit(model, loser, optimizer, samples_train, samples_evaluate,
+                          epoch_count=hp["epoch_count"], batch_size=hp["batch_size"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aiqc.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m aiqc.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="SQLite file to use (default: AIQC_DB or the user data directory)")
+    parser.add_argument("--report", default="aiqc_demo_report.html", help="where to write the HTML report")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
@@ -19,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     import aiqc
     from aiqc import datum
 
+    out = sys.stdout.write
     path = aiqc.setup(args.db)
-    df = datum.to_pandas("iris.tsv")
     splitset = aiqc.Pipeline.Tabular.make(
-        df_or_path=df,
+        df_or_path=datum.to_pandas("iris.tsv"),
         label_column="species",
         label_encoder=dict(sklearn_preprocess=OneHotEncoder()),
         feature_cols_excluded="species",
@@ -32,21 +54,29 @@ def main(argv: list[str] | None = None) -> int:
         fold_count=None,
         bin_count=None,
     )
-    dataset, label = splitset.label.dataset, splitset.label
-    out = sys.stdout.write
-    out(f"database     {path}\n")
-    out(f"dataset      id={dataset.id}  {dataset.row_count} rows x {dataset.column_count} columns  "
-        f"sha256={dataset.sha256[:12]}…  {dataset.stored_bytes:,} bytes of parquet\n")
-    out(f"label        {label.column!r}  classes={label.classes}\n")
-    out(f"features     {splitset.feature.columns}\n")
-    out(f"splitset     id={splitset.id}  train={splitset.count_train}  validation={splitset.count_validation}  "
-        f"test={splitset.count_test}  stratified by {splitset.stratify}  random_state={splitset.random_state}\n")
-    for encoder in splitset.encoders_for():
-        out(f"encoder      {encoder.side:<8} {encoder.class_path.rsplit('.', 1)[-1]:<15} on {encoder.columns} "
-            f"-> {len(encoder.output_columns)} column(s), fit on {splitset.count_train} training rows\n")
-    train = splitset.samples("train")
-    out(f"samples      train features {train['features'].shape}, labels {train['labels'].shape} (encoded)\n")
-    return 0
+    out(f"database   {path}\n")
+    out(f"splitset   id={splitset.id}: {splitset.count_train} train / {splitset.count_validation} validation / "
+        f"{splitset.count_test} test rows of iris, stratified; encoders fit on the train rows\n")
+
+    queue = aiqc.Experiment.make(
+        library="pytorch", analysis_type="classification_multi", fn_build=fn_build, fn_train=fn_train,
+        fn_lose=None, fn_optimize=None, fn_predict=None, repeat_count=2,
+        hyperparameters={"neuron_count": [12, 24], "batch_size": [8], "epoch_count": [30, 60]},
+        splitset_id=splitset.id, hide_test=False,
+    )
+    summary = queue.run_jobs()
+    out(f"queue      {summary}\n")
+
+    best = queue.best_job()
+    out(f"best job   id={best.id} {best.hyperparameters} (by validation accuracy)\n")
+    metrics = best.metrics()
+    names = list(next(iter(metrics.values())))
+    out("           " + "".join(f"{n:>11}" for n in names) + "\n")
+    for split, values in metrics.items():
+        out(f"{split:>11}" + "".join(f"{values[n]:>11.4f}" for n in names) + "\n")
+    report = queue.report(Path(args.report))
+    out(f"report     {report}\n")
+    return 0 if summary.failed == 0 else 1
 
 
 if __name__ == "__main__":

@@ -18,13 +18,14 @@ body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margi
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.6rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: right; }
-th { background: #f4f6f8; } .chart { margin: 1rem 0; } .note { color: #666; font-size: 0.85rem; }
+th { background: #f4f6f8; } .table { overflow-x: auto; } .chart { margin: 1rem 0; } .note { color: #666; font-size: 0.85rem; }
 """
 
 
 def _table(frame: Any, max_rows: int = 30) -> str:
     shown = frame.head(max_rows)
-    text = shown.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0, na_rep="")
+    text = '<div class="table">' + shown.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0,
+                                                 na_rep="") + "</div>"
     if len(frame) > max_rows:
         text += f'<p class="note">{max_rows} of {len(frame)} rows shown.</p>'
     return text

@@ -215,9 +215,9 @@ def _summary(queue: Queue, ran: int, interrupted: bool) -> RunSummary:
 def _progress_bar(queue: Queue, enabled: bool):
     from tqdm.auto import tqdm
 
-    total = queue.job_count
-    return tqdm(total=total, initial=queue.state_counts()["COMPLETE"], desc="Training Models", disable=not enabled,
-                unit="job")
+    counts = queue.state_counts()
+    return tqdm(total=queue.job_count, initial=counts["COMPLETE"] + counts["FAILED"], desc="Training Models",
+                disable=not enabled, unit="job")
 
 
 def default_threads(workers: int) -> int:
@@ -240,9 +240,9 @@ def run_queue(queue: Queue, workers: int = 1, threads: int | None = None, progre
     try:
         if workers == 1:
             def on_done(state: JobState) -> None:
-                if state is JobState.COMPLETE:
-                    bar.update(1)
-                bar.set_postfix(failed=queue.state_counts()["FAILED"], refresh=False)
+                bar.update(1)  # processed: complete or failed
+                if state is JobState.FAILED:
+                    bar.set_postfix(failed=queue.state_counts()["FAILED"], refresh=False)
 
             ran = work(queue.id, threads=threads, on_done=on_done)
         else:
@@ -271,7 +271,7 @@ def _run_processes(queue: Queue, workers: int, threads: int, bar: Any) -> int:
         while any(p.is_alive() for p in processes):
             time.sleep(0.5)
             counts = queue.state_counts()
-            bar.n = counts["COMPLETE"]
+            bar.n = counts["COMPLETE"] + counts["FAILED"]
             bar.set_postfix(failed=counts["FAILED"], running=counts["RUNNING"], refresh=True)
     except KeyboardInterrupt:
         for process in processes:
@@ -280,7 +280,7 @@ def _run_processes(queue: Queue, workers: int, threads: int, bar: Any) -> int:
     for process in processes:
         process.join()
     after = queue.state_counts()
-    bar.n = after["COMPLETE"]
+    bar.n = after["COMPLETE"] + after["FAILED"]
     bar.refresh()
     failed_exits = [p.exitcode for p in processes if p.exitcode not in (0, None)]
     if failed_exits:

@@ -1,5 +1,7 @@
-"""PyTorch backend, and two helpers for the user's ``fn_train``: :func:`fit`, a ready
-training loop, and :func:`record_epoch`, for users who write their own loop.
+"""PyTorch backend, and two helpers for the user's ``fn_train``:
+
+- :func:`fit` (``aiqc.torch_fit``), a ready mini-batch training loop that records history;
+- :func:`record_epoch` (``aiqc.record_epoch``), to record history from your own loop.
 
 torch is imported only when a job needs it.
 """
@@ -13,7 +15,9 @@ import numpy as np
 
 from aiqc.analysis import AnalysisType
 from aiqc.backends._base import Backend
+from aiqc.exceptions import ValidationError
 
+#: the model attribute holding what :func:`record_epoch` recorded: ``{name: [value per epoch]}``
 HISTORY_ATTRIBUTE = "_aiqc_history"
 
 
@@ -22,16 +26,15 @@ class TorchBackend(Backend):
     extra = "pytorch"
     modules = ("torch",)
     model_description = "torch.nn.Module"
+    _device = None  # chosen once per process by device()
 
     def _import(self) -> Any:
         import torch
 
         return torch
 
-    _device = None
-
     def device(self) -> Any:
-        """CUDA when available, else CPU; decided once per process."""
+        """CUDA when available, else the CPU."""
         if TorchBackend._device is None:
             torch = self.import_library()
             TorchBackend._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -42,7 +45,7 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(threads)
         if seed is not None:
-            torch.manual_seed(seed)
+            torch.manual_seed(seed)  # CPU and every CUDA device
 
     def is_model(self, obj: Any) -> bool:
         return isinstance(obj, self.import_library().nn.Module)
@@ -50,28 +53,32 @@ class TorchBackend(Backend):
     def prepare_model(self, model: Any) -> Any:
         return model.to(self.device())
 
-    def default_loss(self, analysis: AnalysisType, label_shape: tuple) -> Any:
+    def default_loss(self, analysis: AnalysisType, label_shape: tuple[int, ...]) -> Any:
         nn = self.import_library().nn
         if analysis is AnalysisType.CLASSIFICATION_MULTI:
-            return nn.CrossEntropyLoss()  # logits; one-hot float or integer targets
+            return nn.CrossEntropyLoss()  # on logits; one-hot float or integer targets
         if analysis is AnalysisType.CLASSIFICATION_BINARY:
             return nn.BCELoss()  # the model ends in Sigmoid, as with Keras
         return nn.L1Loss()
 
-    def default_optimizer(self, model: Any, analysis: AnalysisType, hp: dict) -> Any:
+    def default_optimizer(self, model: Any, analysis: AnalysisType, hp: dict[str, Any]) -> Any:
         return self.import_library().optim.Adamax(model.parameters(), lr=hp.get("learning_rate", 0.01))
 
     def to_samples(self, features: np.ndarray, labels: np.ndarray | None, analysis: AnalysisType) -> dict:
+        """Tensors on :meth:`device`, copied (a user's in-place edit cannot reach aiqc's arrays).
+        Features are float32. Labels are float32, of shape (n, columns), except multiclass labels
+        held in one column, which become the 1-D int64 class indices CrossEntropyLoss expects."""
         torch = self.import_library()
         device = self.device()
-        out = {"features": torch.as_tensor(np.asarray(features, dtype=np.float32), device=device), "labels": None}
+        samples = {"features": torch.tensor(np.asarray(features, dtype=np.float32), device=device), "labels": None}
         if labels is not None:
             labels = np.asarray(labels)
-            if analysis is AnalysisType.CLASSIFICATION_MULTI and (labels.ndim == 1 or labels.shape[1] == 1):
-                out["labels"] = torch.as_tensor(labels.reshape(-1).astype(np.int64), device=device)
+            labels = labels.reshape(len(labels), -1)
+            if analysis is AnalysisType.CLASSIFICATION_MULTI and labels.shape[1] == 1:
+                samples["labels"] = torch.tensor(labels[:, 0].astype(np.int64), device=device)
             else:
-                out["labels"] = torch.as_tensor(labels.astype(np.float32), device=device)
-        return out
+                samples["labels"] = torch.tensor(labels.astype(np.float32), device=device)
+        return samples
 
     def to_numpy(self, value: Any) -> np.ndarray | None:
         if value is None:
@@ -85,10 +92,10 @@ class TorchBackend(Backend):
         model.eval()
         with torch.no_grad():
             x = torch.as_tensor(np.asarray(features, dtype=np.float32), device=self.device())
-            return model(x).detach().cpu().numpy()
+            return model(x).cpu().numpy()
 
     def history(self, model: Any) -> dict[str, list[float]]:
-        return {k: list(v) for k, v in getattr(model, HISTORY_ATTRIBUTE, {}).items()}
+        return {name: list(values) for name, values in getattr(model, HISTORY_ATTRIBUTE, {}).items()}
 
     def dump(self, model: Any) -> bytes:
         buffer = io.BytesIO()
@@ -96,21 +103,23 @@ class TorchBackend(Backend):
         return buffer.getvalue()
 
     def load(self, blob: bytes, rebuild: Callable[[], Any]) -> Any:
+        """``rebuild()`` (fn_build with the job's hyperparameters), then the stored weights."""
         torch = self.import_library()
         model = rebuild()
-        state = torch.load(io.BytesIO(blob), weights_only=True, map_location=self.device())
-        model.load_state_dict(state)
-        model.to(self.device())
-        model.eval()
-        return model
+        model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True, map_location=self.device()))
+        return model.to(self.device()).eval()
 
 
 def record_epoch(model: Any, **values: float) -> None:
-    """Record one epoch's values for aiqc's history, from your own training loop::
+    """Record one epoch's values as the job's history, from your own training loop::
 
-        for epoch in range(hp["epoch_count"]):
-            ...
-            aiqc.record_epoch(model, loss=train_loss, val_loss=val_loss)
+        def fn_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+            for epoch in range(hp["epoch_count"]):
+                ...  # train, then measure
+                aiqc.record_epoch(model, loss=train_loss, val_loss=val_loss)
+            return model
+
+    Call it once per epoch, with the same names each time.
     """
     history = model.__dict__.setdefault(HISTORY_ATTRIBUTE, {})
     for name, value in values.items():
@@ -119,19 +128,26 @@ def record_epoch(model: Any, **values: float) -> None:
 
 def fit(model: Any, loser: Any, optimizer: Any, samples_train: dict, samples_evaluate: dict | None = None,
         epoch_count: int = 10, batch_size: int = 32, shuffle: bool = True) -> Any:
-    """A ready mini-batch training loop for ``fn_train``; records per epoch ``loss`` and
-    ``val_loss`` (plus ``accuracy`` / ``val_accuracy`` for classification losses) and
-    returns the model::
+    """Train ``model`` in mini-batches and return it; for ``fn_train``::
 
         def fn_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
             return aiqc.torch_fit(model, loser, optimizer, samples_train, samples_evaluate,
                                   epoch_count=hp["epoch_count"], batch_size=hp["batch_size"])
+
+    Records per epoch ``loss`` (mean over the epoch's batches, weighted by batch size) and,
+    when ``samples_evaluate`` is given, ``val_loss``; with a classification loss
+    (CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss) also ``accuracy`` and
+    ``val_accuracy``, measured in eval mode after the epoch.
     """
     import torch
 
+    for parameter, value, least in (("epoch_count", epoch_count, 0), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValidationError.expected(parameter, f"an integer >= {least}", value)
     x, y = samples_train["features"], samples_train["labels"]
-    classify = isinstance(loser, (torch.nn.CrossEntropyLoss, torch.nn.BCELoss, torch.nn.BCEWithLogitsLoss,
-                                  torch.nn.NLLLoss))
+    evaluate = samples_evaluate is not None and samples_evaluate.get("labels") is not None
+    classify = isinstance(loser, (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss, torch.nn.BCELoss,
+                                  torch.nn.BCEWithLogitsLoss))
     for _ in range(epoch_count):
         model.train()
         order = torch.randperm(len(x), device=x.device) if shuffle else torch.arange(len(x), device=x.device)
@@ -143,26 +159,28 @@ def fit(model: Any, loser: Any, optimizer: Any, samples_train: dict, samples_eva
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(batch)
-        values = {"loss": total / len(x)}
+        values = {"loss": total / max(len(x), 1)}
         model.eval()
         with torch.no_grad():
             if classify:
-                values["accuracy"] = _accuracy(model(x), y)
-            if samples_evaluate is not None:
+                values["accuracy"] = _accuracy(model(x), y, loser)
+            if evaluate:
                 out = model(samples_evaluate["features"])
                 values["val_loss"] = float(loser(out, samples_evaluate["labels"]))
                 if classify:
-                    values["val_accuracy"] = _accuracy(out, samples_evaluate["labels"])
+                    values["val_accuracy"] = _accuracy(out, samples_evaluate["labels"], loser)
         record_epoch(model, **values)
     return model
 
 
-def _accuracy(outputs: Any, labels: Any) -> float:
+def _accuracy(outputs: Any, labels: Any, loser: Any) -> float:
+    """Share of rows whose predicted class is the label's class."""
+    import torch
+
     if outputs.ndim == 2 and outputs.shape[1] > 1:
         predicted = outputs.argmax(dim=1)
-        truth = labels.argmax(dim=1) if labels.ndim == 2 else labels
     else:
-        scores = outputs.reshape(-1)
-        threshold = 0.5 if float(scores.min()) >= 0 and float(scores.max()) <= 1 else 0.0
-        predicted, truth = (scores >= threshold).long(), labels.reshape(-1).round().long()
+        threshold = 0.0 if isinstance(loser, torch.nn.BCEWithLogitsLoss) else 0.5
+        predicted = (outputs.reshape(-1) >= threshold).long()
+    truth = labels.argmax(dim=1) if labels.ndim == 2 and labels.shape[1] > 1 else labels.reshape(-1).round().long()
     return float((predicted == truth).float().mean())
