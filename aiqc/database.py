@@ -101,6 +101,18 @@ def current_path() -> Path | None:
     return None if database is None else Path(database.database)
 
 
+def clear_caches() -> None:
+    """Forget what this process cached from a database (read data, encoded samples, models)."""
+    import sys
+
+    from aiqc.orm.dataset import _read_frame
+
+    _read_frame.cache_clear()
+    for module, name in (("aiqc.training", "_encoded_samples"), ("aiqc.inference", "_model")):
+        if module in sys.modules:  # only if it was ever used
+            getattr(sys.modules[module], name).cache_clear()
+
+
 def destroy_db(confirm: bool = False, db: str | os.PathLike | None = None) -> bool:
     """Delete the database file (the open one, or ``db``). Nothing happens unless
     ``confirm=True``. Returns whether a file was removed."""
@@ -115,9 +127,7 @@ def destroy_db(confirm: bool = False, db: str | os.PathLike | None = None) -> bo
     if current_path() == path:
         database_proxy.obj.close()
         database_proxy.initialize(None)
-    from aiqc.orm.dataset import _read_frame
-
-    _read_frame.cache_clear()
+    clear_caches()
     removed = False
     for suffix in ("", "-wal", "-shm"):
         candidate = Path(f"{path}{suffix}")

@@ -85,7 +85,7 @@ def main() -> None:
 
     logging.disable(logging.WARNING)
     import aiqc
-    from conftest import reference_make
+    from fns import reference_make
     from aiqc import datum
 
     with tempfile.TemporaryDirectory() as folder:

@@ -41,23 +41,3 @@ def iris():
     from aiqc import datum
 
     return datum.to_pandas("iris.tsv")
-
-
-def reference_make(df, **overrides):
-    """The reference-usage call, verbatim, with optional overrides."""
-    import aiqc
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    kwargs = dict(
-        df_or_path=df,
-        label_column="species",
-        label_encoder=dict(sklearn_preprocess=OneHotEncoder()),
-        feature_cols_excluded="species",
-        feature_encoders=[dict(sklearn_preprocess=StandardScaler(), dtypes=["float64"])],
-        size_test=0.22,
-        size_validation=0.12,
-        fold_count=None,
-        bin_count=None,
-    )
-    kwargs.update(overrides)
-    return aiqc.Pipeline.Tabular.make(**kwargs)

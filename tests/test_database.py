@@ -85,3 +85,13 @@ def test_destroy_db_needs_confirm(db):
     assert not db.with_name(db.name + "-wal").exists()
     aiqc.setup(db)  # can be created again
     assert db.is_file()
+
+
+def test_a_recreated_database_does_not_see_cached_data(db, iris):
+    first = Dataset.Tabular.from_pandas(iris)
+    assert first.to_pandas().shape == (150, 5)
+    aiqc.destroy_db(confirm=True)
+    aiqc.setup(db)
+    second = Dataset.Tabular.from_pandas(iris.head(10))
+    assert second.id == first.id  # same path, same id: only a cleared cache tells them apart
+    assert second.to_pandas().shape == (10, 5)

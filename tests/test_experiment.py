@@ -13,7 +13,7 @@ from aiqc.analysis import AnalysisType
 from aiqc.orm import HistoryEntry, Job, JobState, Metric, Prediction, TrainedModel
 
 import fns
-from conftest import reference_make
+from fns import reference_make
 
 pytestmark = pytest.mark.backends
 

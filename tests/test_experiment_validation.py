@@ -10,7 +10,7 @@ from aiqc.backends._base import Backend
 from aiqc.exceptions import MissingExtraError, ValidationError
 
 import fns
-from conftest import reference_make
+from fns import reference_make
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_experiment_make_imports_no_deep_learning_library(tmp_path):
         sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
         from aiqc.backends._base import Backend
         Backend.check_installed = lambda self: None
-        from conftest import reference_make
+        from fns import reference_make
         import fns
         aiqc.setup({str(tmp_path / 'x.db')!r})
         s = reference_make(aiqc.datum.to_pandas('iris.tsv'))

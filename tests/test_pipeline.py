@@ -13,7 +13,7 @@ import aiqc
 from aiqc import datum
 from aiqc.orm import Dataset, Encoder, Feature, Fold, Label, Splitset
 
-from conftest import reference_make
+from fns import reference_make
 
 
 def test_reference_usage_verbatim(db, iris):

@@ -21,7 +21,7 @@ from aiqc.orm import Job, database_proxy
 from aiqc.plots import _data
 
 import fns
-from conftest import reference_make
+from fns import reference_make
 
 pytestmark = pytest.mark.backends
 

@@ -9,7 +9,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 import aiqc
 from aiqc.exceptions import ValidationError
 
-from conftest import reference_make
+from fns import reference_make
 
 
 def _iris():

@@ -15,7 +15,7 @@ import aiqc
 from aiqc import datum
 from aiqc.orm import Job, JobState, Metric, TrainedModel, database_proxy
 
-from conftest import reference_make
+from fns import reference_make
 
 pytestmark = [pytest.mark.backends, pytest.mark.slow]
 
