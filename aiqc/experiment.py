@@ -16,15 +16,24 @@ from aiqc.exceptions import ValidationError
 logger = logging.getLogger(__name__)
 
 
-def expand_grid(hyperparameters: Any) -> list[dict[str, Any]]:
-    """Every combination of a ``{name: [values]}`` grid, in a stable order."""
+def check_hyperparameters(hyperparameters: Any, sampled: bool) -> dict[str, Any]:
+    """A dict of name -> non-empty list of JSON values (or, when sampled, a distribution)."""
+    from aiqc.search import is_distribution
+
     if hyperparameters is None:
-        return [{}]
+        return {}
     if not isinstance(hyperparameters, dict):
         raise ValidationError.expected("hyperparameters", "None or a dict of {name: [values]}", hyperparameters)
     for name, values in hyperparameters.items():
         if not isinstance(name, str) or not name.isidentifier():
             raise ValidationError.expected("hyperparameters", "keys that are valid Python identifiers", name)
+        if is_distribution(values):
+            if not sampled:
+                raise ValidationError(
+                    f"hyperparameters[{name!r}]: expected a list with search strategy 'grid'; received {values!r}. "
+                    "Pass search=aiqc.search.Search(strategy='random' | 'bayesian' | 'gp', n_trials=...)."
+                )
+            continue
         if not isinstance(values, (list, tuple)) or len(values) == 0:
             raise ValidationError.expected(f"hyperparameters[{name!r}]", "a non-empty list of values", values)
         try:
@@ -33,8 +42,14 @@ def expand_grid(hyperparameters: Any) -> list[dict[str, Any]]:
             raise ValidationError.expected(
                 f"hyperparameters[{name!r}]", "values that can be stored as JSON (numbers, strings, bools, None, lists)",
                 values) from error
-    names = list(hyperparameters)
-    return [dict(zip(names, combo)) for combo in itertools.product(*(hyperparameters[n] for n in names))]
+    return dict(hyperparameters)
+
+
+def expand_grid(hyperparameters: Any) -> list[dict[str, Any]]:
+    """Every combination of a ``{name: [values]}`` grid, in a stable order."""
+    grid = check_hyperparameters(hyperparameters, sampled=False)
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
 def check_analysis_against_label(analysis: AnalysisType, label: Any) -> None:
@@ -60,8 +75,9 @@ def check_analysis_against_label(analysis: AnalysisType, label: Any) -> None:
 
 
 def make_experiment(*, library, analysis_type, fn_build, fn_train, fn_lose, fn_optimize, fn_predict,
-                    repeat_count, hyperparameters, splitset_id, hide_test, name=None, description=None):
+                    repeat_count, hyperparameters, splitset_id, hide_test, search=None, name=None, description=None):
     from aiqc import functions
+    from aiqc import search as searching
     from aiqc.backends import get_backend
     from aiqc.database import ensure_setup
     from aiqc.orm import Experiment, Fold, Hyperparamset, Job, Queue, Splitset
@@ -77,8 +93,13 @@ def make_experiment(*, library, analysis_type, fn_build, fn_train, fn_lose, fn_o
     for key, value in (("name", name), ("description", description)):
         if value is not None and not isinstance(value, str):
             raise ValidationError.expected(key, "None or a string", value)
-    grid = expand_grid(hyperparameters)
-    names = list(grid[0])
+    search = searching.Search.parse(search)
+    sampled = search is not None and search.strategy != "grid"
+    grid = check_hyperparameters(hyperparameters, sampled)
+    if search is not None:
+        search = search.resolved(analysis, any(searching.is_distribution(v) for v in grid.values()))
+    combinations = [] if sampled else expand_grid(grid)
+    names = list(grid)
     user_functions = dict(fn_build=fn_build, fn_train=fn_train, fn_lose=fn_lose, fn_optimize=fn_optimize,
                           fn_predict=fn_predict)
     for fn_name, fn in user_functions.items():
@@ -89,6 +110,11 @@ def make_experiment(*, library, analysis_type, fn_build, fn_train, fn_lose, fn_o
     if splitset is None:
         raise ValidationError.expected("splitset_id", "the id of an existing Splitset", splitset_id)
     check_analysis_against_label(analysis, splitset.label)
+    if search is not None and search.split == "validation" and not splitset.fold_count and not splitset.count_validation:
+        raise ValidationError.expected("search.split", f"'train' or 'test' (splitset {splitset.id} has no validation "
+                                       "split or folds)", search.split)
+    if search is not None and search.split == "test" and hide_test:
+        raise ValidationError("search.split: expected a split other than 'test' with hide_test=True; received 'test'.")
     if hide_test and not splitset.fold_count and not splitset.count_validation:
         raise ValidationError(
             f"hide_test: expected False for splitset {splitset.id}, which has no validation split or folds "
@@ -101,19 +127,29 @@ def make_experiment(*, library, analysis_type, fn_build, fn_train, fn_lose, fn_o
     with database.atomic():
         experiment = Experiment.create(
             splitset=splitset, library=backend.name, analysis_type=analysis.value, repeat_count=int(repeat_count),
-            hide_test=hide_test, hyperparameters=hyperparameters or {}, functions=blob, sources=sources,
-            name=name, description=description,
+            hide_test=hide_test, hyperparameters=searching.dumps_grid(grid), functions=blob, sources=sources,
+            search=None if search is None else search.to_json(), name=name, description=description,
         )
         queue = Queue.create(experiment=experiment)
-        rows = []
-        for index, combination in enumerate(grid):
-            hyperparamset = Hyperparamset.create(experiment=experiment, index=index, hyperparameters=combination)
-            for repeat_index in range(int(repeat_count)):
-                for fold in folds:
-                    rows.append(dict(queue=queue, hyperparamset=hyperparamset, fold=fold, repeat_index=repeat_index,
-                                     seed=secrets.randbelow(2**31 - 1)))
-        for start in range(0, len(rows), 500):
-            Job.insert_many(rows[start:start + 500]).execute()
-    logger.info("queue %s: %d jobs (%d combinations x %d repeats x %d folds)", queue.id, len(rows), len(grid),
-                repeat_count, len(folds) if folds != [None] else 1)
+        seed = None if search is None else search.seed
+        for index, combination in enumerate(combinations):
+            add_trial(experiment, queue, index, combination, seed)
+    logger.info("queue %s: %s", queue.id, f"{len(combinations)} combinations x {repeat_count} repeats x "
+                f"{len(folds)} fold(s)" if not sampled else f"{search.strategy} search of {search.n_trials} trials")
     return queue
+
+
+def add_trial(experiment: Any, queue: Any, index: int, combination: dict, seed: int | None) -> Any:
+    """A Hyperparamset and its jobs (one per repeat x fold), QUEUED."""
+    from aiqc.orm import Fold, Hyperparamset, Job
+    from aiqc.search import job_seed
+
+    hyperparamset = Hyperparamset.create(experiment=experiment, index=index, hyperparameters=combination)
+    folds = list(experiment.splitset.folds.order_by(Fold.fold_index)) or [None]
+    rows = [dict(queue=queue, hyperparamset=hyperparamset, fold=fold, repeat_index=repeat,
+                 seed=secrets.randbelow(2**31 - 1) if seed is None
+                 else job_seed(seed, index, repeat, 0 if fold is None else fold.fold_index))
+            for repeat in range(experiment.repeat_count) for fold in folds]
+    for start in range(0, len(rows), 500):
+        Job.insert_many(rows[start:start + 500]).execute()
+    return hyperparamset

@@ -24,16 +24,27 @@ def _hyperparameter_names(queue: Any) -> list[str]:
 
 
 def metrics_to_pandas(queue: Any, selected_metrics: list[str] | None = None, sort_by: str | list[str] | None = None,
-                      ascending: bool = False) -> "pd.DataFrame":
+                      ascending: bool = False, states: list[str] | None = None) -> "pd.DataFrame":
     """One row per job x split of the queue's measured jobs: job id, repeat, fold, split,
-    each hyperparameter, each metric, state and seconds."""
+    each hyperparameter, each metric, state and seconds. ``states`` keeps only jobs in
+    those states (COMPLETE, PRUNED); by default both."""
     import pandas as pd
 
-    from aiqc.orm import Hyperparamset, Job, Metric
+    from aiqc.orm import Hyperparamset, Job, JobState, Metric
 
+    if states is not None:
+        if isinstance(states, str):
+            states = [states]
+        try:
+            states = [JobState(s if not isinstance(s, JobState) else s.value) for s in states]
+        except ValueError:
+            raise ValidationError.expected("states", f"names among {[s.value for s in JobState]!r}", states) from None
     query = (Metric.select(Metric.split, Metric.name, Metric.value, Job.id.alias("job_id"), Job.repeat_index,
                            Job.fold, Job.state, Job.seconds, Hyperparamset.index, Hyperparamset.hyperparameters)
-             .join(Job).join(Hyperparamset).where(Job.queue == queue).dicts())
+             .join(Job).join(Hyperparamset).where(Job.queue == queue))
+    if states is not None:
+        query = query.where(Job.state.in_(states))
+    query = query.dicts()
     rows = list(query)
     names = _hyperparameter_names(queue)
     metric_names = _metric_names(queue)
@@ -85,7 +96,7 @@ def metrics_aggregate(queue: Any, selected_metrics: list[str] | None = None,
                       stats: tuple[str, ...] = ("mean", "std", "min", "max")) -> "pd.DataFrame":
     """Per hyperparameter combination and split: ``stats`` of each metric across repeats
     and folds, plus how many jobs were measured (``job_count``)."""
-    frame = metrics_to_pandas(queue, selected_metrics)
+    frame = metrics_to_pandas(queue, selected_metrics, states=["COMPLETE"])
     names = _hyperparameter_names(queue)
     metric_names = [c for c in frame.columns if c in set(selected_metrics or _metric_names(queue))]
     if frame.empty:
@@ -113,7 +124,7 @@ def best_job(queue: Any, metric: str | None = None, split: str = "validation") -
     metric = metric or metrics.default_metric(analysis)
     if metric not in metrics.names(analysis):
         raise ValidationError.expected("metric", f"one of {list(metrics.names(analysis))!r}", metric)
-    frame = metrics_to_pandas(queue, [metric])
+    frame = metrics_to_pandas(queue, [metric], states=["COMPLETE"])
     available = sorted(frame["split"].unique(), key=SPLIT_ORDER.get)
     if split not in available:
         if frame.empty:
@@ -125,6 +136,27 @@ def best_job(queue: Any, metric: str | None = None, split: str = "validation") -
     ascending = metric in metrics.LOWER_IS_BETTER
     best = scores.sort_values([metric, "job_id"], ascending=[ascending, True], kind="stable").iloc[0]
     return Job.get_by_id(int(best["job_id"]))
+
+
+def best_params(queue: Any, metric: str | None = None, split: str = "validation") -> dict:
+    """The hyperparameters of the combination whose mean ``metric`` on ``split`` (over its
+    COMPLETE repeats and folds) is best."""
+    from aiqc import metrics
+    from aiqc.orm import Hyperparamset
+
+    analysis = AnalysisType.parse(queue.experiment.analysis_type)
+    metric = metric or metrics.default_metric(analysis)
+    if metric not in metrics.names(analysis):
+        raise ValidationError.expected("metric", f"one of {list(metrics.names(analysis))!r}", metric)
+    aggregate = metrics_aggregate(queue, [metric], stats=("mean",))
+    scores = aggregate[aggregate["split"] == split].dropna(subset=[f"{metric}_mean"])
+    if scores.empty:
+        raise ValidationError(f"queue: expected COMPLETE jobs measured on {split!r}; queue {queue.id} has none.")
+    ascending = metric in metrics.LOWER_IS_BETTER
+    best = scores.sort_values([f"{metric}_mean", "hyperparamset"], ascending=[ascending, True], kind="stable").iloc[0]
+    record = Hyperparamset.get((Hyperparamset.experiment == queue.experiment_id)
+                               & (Hyperparamset.index == int(best["hyperparamset"])))
+    return dict(record.hyperparameters)
 
 
 def history_to_pandas(job: Any) -> "pd.DataFrame":

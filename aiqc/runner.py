@@ -39,12 +39,13 @@ class RunSummary:
     failed: int
     queued: int
     running: int
-    ran: int  # jobs this call ran (complete or failed)
+    ran: int  # jobs this call ran (complete, pruned or failed)
     interrupted: bool = False
+    pruned: int = 0
 
     def __str__(self) -> str:
         text = (f"queue {self.queue_id}: {self.complete} complete, {self.failed} failed, "
-                f"{self.queued} queued, {self.running} running")
+                + (f"{self.pruned} pruned, " if self.pruned else "") + f"{self.queued} queued, {self.running} running")
         return text + (" (interrupted)" if self.interrupted else "")
 
 
@@ -83,18 +84,36 @@ def requeue_abandoned(queue_id: int) -> int:
 
 
 def claim(queue_id: int, worker: str) -> int | None:
-    """Atomically move the next QUEUED job of the queue to RUNNING for ``worker``."""
+    """Atomically move the next QUEUED job of the queue to RUNNING for ``worker``. In a
+    sampled search with no job left, the next trial is asked for and added first, inside
+    the same write transaction, so two workers never create the same trial."""
     database = database_proxy.obj
     now = utcnow()
+    sql = ("UPDATE job SET state = 'RUNNING', worker = ?, heartbeat_at = ?, started_at = ?, "
+           "attempts = attempts + 1, error = NULL "
+           "WHERE id = (SELECT id FROM job WHERE queue_id = ? AND state = 'QUEUED' ORDER BY id LIMIT 1) "
+           "RETURNING id")
     with database.atomic("IMMEDIATE"):
-        row = database.execute_sql(
-            "UPDATE job SET state = 'RUNNING', worker = ?, heartbeat_at = ?, started_at = ?, "
-            "attempts = attempts + 1, error = NULL "
-            "WHERE id = (SELECT id FROM job WHERE queue_id = ? AND state = 'QUEUED' ORDER BY id LIMIT 1) "
-            "RETURNING id",
-            (worker, now, now, queue_id),
-        ).fetchone()
+        row = database.execute_sql(sql, (worker, now, now, queue_id)).fetchone()
+        if row is None and _extend_search(queue_id):
+            row = database.execute_sql(sql, (worker, now, now, queue_id)).fetchone()
     return None if row is None else row[0]
+
+
+def _extend_search(queue_id: int) -> bool:
+    """Add the next trial of a sampled search; False when the search is done (or a grid)."""
+    from aiqc.experiment import add_trial
+    from aiqc.search import next_trial
+
+    queue = Queue.get_by_id(queue_id)
+    experiment = queue.experiment
+    if not experiment.search or experiment.search.get("strategy", "grid") == "grid":
+        return False
+    combination = next_trial(experiment)
+    if combination is None:
+        return False
+    add_trial(experiment, queue, experiment.hyperparamsets.count(), combination, experiment.search.get("seed"))
+    return True
 
 
 class Heartbeat:
@@ -124,11 +143,13 @@ class Heartbeat:
         self._thread.join()
 
 
-def record(job_id: int, worker: str, outcome: Any, library: str, seconds: float) -> bool:
-    """Store a job's results and mark it COMPLETE, if it is still ours. Returns whether it was."""
+def record(job_id: int, worker: str, outcome: Any, library: str, seconds: float,
+           state: JobState = JobState.COMPLETE) -> bool:
+    """Store a job's results and mark it COMPLETE (or PRUNED), if it is still ours.
+    Returns whether it was."""
     database = database_proxy.obj
     with database.atomic("IMMEDIATE"):
-        updated = (Job.update(state=JobState.COMPLETE, finished_at=utcnow(), seconds=seconds, heartbeat_at=utcnow())
+        updated = (Job.update(state=state, finished_at=utcnow(), seconds=seconds, heartbeat_at=utcnow())
                    .where((Job.id == job_id) & (Job.worker == worker) & (Job.state == JobState.RUNNING)).execute())
         if not updated:
             logger.warning("job %s was taken from worker %s; its result is discarded", job_id, worker)
@@ -179,8 +200,9 @@ def run_one(job_id: int, worker: str, threads: int | None, cache: dict) -> JobSt
         logger.warning("job %s failed:\n%s", job_id, traceback.format_exc(limit=-3))
         return JobState.FAILED
     seconds = time.perf_counter() - start
-    record(job_id, worker, outcome, experiment.library, seconds)
-    return JobState.COMPLETE
+    state = JobState.PRUNED if outcome.pruned else JobState.COMPLETE
+    record(job_id, worker, outcome, experiment.library, seconds, state)
+    return state
 
 
 def work(queue_id: int, threads: int | None = None, on_done: Any = None) -> int:
@@ -209,14 +231,15 @@ def requeue_failed(queue_id: int) -> int:
 def _summary(queue: Queue, ran: int, interrupted: bool) -> RunSummary:
     counts = queue.state_counts()
     return RunSummary(queue.id, counts["COMPLETE"], counts["FAILED"], counts["QUEUED"], counts["RUNNING"], ran,
-                      interrupted)
+                      interrupted, counts["PRUNED"])
 
 
 def _progress_bar(queue: Queue, enabled: bool):
     from tqdm.auto import tqdm
 
     counts = queue.state_counts()
-    return tqdm(total=queue.job_count, initial=counts["COMPLETE"] + counts["FAILED"], desc="Training Models",
+    return tqdm(total=queue.expected_job_count, initial=counts["COMPLETE"] + counts["FAILED"] + counts["PRUNED"],
+                desc="Training Models",
                 disable=not enabled, unit="job")
 
 
@@ -271,7 +294,7 @@ def _run_processes(queue: Queue, workers: int, threads: int, bar: Any) -> int:
         while any(p.is_alive() for p in processes):
             time.sleep(0.5)
             counts = queue.state_counts()
-            bar.n = counts["COMPLETE"] + counts["FAILED"]
+            bar.n = counts["COMPLETE"] + counts["FAILED"] + counts["PRUNED"]
             bar.set_postfix(failed=counts["FAILED"], running=counts["RUNNING"], refresh=True)
     except KeyboardInterrupt:
         for process in processes:
@@ -280,12 +303,12 @@ def _run_processes(queue: Queue, workers: int, threads: int, bar: Any) -> int:
     for process in processes:
         process.join()
     after = queue.state_counts()
-    bar.n = after["COMPLETE"] + after["FAILED"]
+    bar.n = after["COMPLETE"] + after["FAILED"] + after["PRUNED"]
     bar.refresh()
     failed_exits = [p.exitcode for p in processes if p.exitcode not in (0, None)]
     if failed_exits:
         logger.warning("%d worker process(es) exited with codes %s", len(failed_exits), failed_exits)
-    return (after["COMPLETE"] - before["COMPLETE"]) + max(0, after["FAILED"] - before["FAILED"])
+    return sum(max(0, after[s] - before[s]) for s in ("COMPLETE", "FAILED", "PRUNED"))
 
 
 def worker_main(database: str, queue_id: int, threads: int | None = None) -> int:

@@ -27,6 +27,7 @@ class JobOutcome:
     predictions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # split -> (rows, preds, probs)
     model_blob: bytes
     timings: dict[str, float] = field(default_factory=dict)
+    pruned: bool = False
 
 
 @lru_cache(maxsize=8)
@@ -89,8 +90,31 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
             f"fn_build: expected a {backend.model_description} for library={backend.name!r}; "
             f"received {type(model).__module__}.{type(model).__qualname__}."
         )
-    model = backend.prepare_model(model)
-    loser = functions["fn_lose"](**hp) if functions.get("fn_lose") else backend.default_loss(analysis, train_y.shape)
+    from contextlib import nullcontext
+
+    from aiqc import pruning
+
+    reporter = None
+    if experiment.search:
+        from aiqc.search import Search
+
+        reporter = pruning.Reporter(job, Search(**experiment.search))
+    with reporter or nullcontext():
+        model = backend.prepare_model(model)
+        trained, timings["train"] = _train(backend, analysis, functions, model, train_y.shape, hp,
+                                           samples_train, samples_evaluate)
+    backend.release_model(model)
+    pruned = reporter is not None and reporter.pruned
+    return _measure(job, experiment, backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned)
+
+
+def _train(backend, analysis, functions, model, label_shape, hp, samples_train, samples_evaluate):
+    import time
+
+    from aiqc import functions as fn_tools
+    from aiqc.pruning import JobPruned
+
+    loser = functions["fn_lose"](**hp) if functions.get("fn_lose") else backend.default_loss(analysis, label_shape)
     fn_optimize = functions.get("fn_optimize")
     if fn_optimize is None:
         optimizer = backend.default_optimizer(model, analysis, hp)
@@ -100,8 +124,11 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
         optimizer = fn_optimize(**hp)
 
     tick = time.perf_counter()
-    trained = functions["fn_train"](model, loser, optimizer, samples_train, samples_evaluate, **hp)
-    timings["train"] = time.perf_counter() - tick
+    try:
+        trained = functions["fn_train"](model, loser, optimizer, samples_train, samples_evaluate, **hp)
+    except JobPruned:
+        trained = model  # stopped early: measured as it stands
+    seconds = time.perf_counter() - tick
     if trained is None:
         raise UserFunctionError(
             f"fn_train: expected the trained model as return value (a {backend.model_description}); "
@@ -112,6 +139,13 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
             f"fn_train: expected the trained model (a {backend.model_description}); received "
             f"{type(trained).__module__}.{type(trained).__qualname__}."
         )
+    return trained, seconds
+
+
+def _measure(job, experiment, backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned):
+    import time
+
+    from aiqc import metrics
 
     tick = time.perf_counter()
     fn_predict = functions.get("fn_predict")
@@ -151,4 +185,4 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
     tick = time.perf_counter()
     blob = backend.dump(trained)
     timings["dump"] = time.perf_counter() - tick
-    return JobOutcome(outcome_metrics, history, outcome_predictions, blob, timings)
+    return JobOutcome(outcome_metrics, history, outcome_predictions, blob, timings, pruned)

@@ -97,3 +97,27 @@ def train_interrupted_once(model, loser, optimizer, samples_train, samples_evalu
         open(marker, "w").close()
         raise KeyboardInterrupt
     return torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp)
+
+
+# --- search ---------------------------------------------------------------------------------
+def constant_build(features_shape, label_shape, **hp):
+    """A model whose prediction is the hyperparameter ``x``: its error is known exactly."""
+    import torch
+
+    model = torch.nn.Linear(features_shape[0], 1)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.fill_(float(hp["x"]))
+    return model
+
+
+def constant_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    return model
+
+
+def torch_train_lr(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    """torch_fit with the optimizer's learning rate taken from hp (default Adamax uses it)."""
+    import aiqc
+
+    return aiqc.torch_fit(model, loser, optimizer, samples_train, samples_evaluate,
+                          epoch_count=hp["epoch_count"], batch_size=hp["batch_size"])

@@ -119,7 +119,7 @@ def test_a_valid_call_writes_queue_and_jobs(splitsets, row_counts):
     assert after["Job"] - before["Job"] == 3 * 2 * 2 == queue.job_count
     assert after["Hyperparamset"] - before["Hyperparamset"] == 6
     assert after["Queue"] - before["Queue"] == 1 and after["Experiment"] - before["Experiment"] == 1
-    assert queue.state_counts() == {"QUEUED": 12, "RUNNING": 0, "COMPLETE": 0, "FAILED": 0}
+    assert queue.state_counts() == {"QUEUED": 12, "RUNNING": 0, "COMPLETE": 0, "PRUNED": 0, "FAILED": 0}
 
 
 def test_experiment_make_imports_no_deep_learning_library(tmp_path):

@@ -75,6 +75,9 @@ class Backend(abc.ABC):
         """The model ready to train (e.g. moved to the GPU)."""
         return model
 
+    def release_model(self, model: Any) -> None:
+        """Undo what :meth:`prepare_model` attached for training only."""
+
     @abc.abstractmethod
     def default_loss(self, analysis: AnalysisType, label_shape: tuple[int, ...]) -> Any:
         """The loss used when ``fn_lose`` is None; ``label_shape`` is the encoded labels' shape."""

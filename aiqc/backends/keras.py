@@ -48,6 +48,31 @@ class KerasBackend(Backend):
         if seed is not None:
             keras.utils.set_random_seed(seed)  # python, numpy and TensorFlow
 
+    def prepare_model(self, model: Any) -> Any:
+        """In a search, add a callback to the user's ``model.fit`` that reports each epoch's
+        logs to aiqc and stops training when the pruner says so."""
+        from aiqc import pruning
+
+        if pruning.active() is None:
+            return model
+        keras = self.import_library()
+        original = model.fit
+
+        class ReportEpochs(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if pruning.report(epoch, dict(logs or {})):
+                    self.model.stop_training = True
+
+        def fit(*args: Any, **kwargs: Any) -> Any:
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), ReportEpochs()]
+            return original(*args, **kwargs)
+
+        object.__setattr__(model, "fit", fit)  # this instance only; bypasses Keras' attribute tracking
+        return model
+
+    def release_model(self, model: Any) -> None:
+        model.__dict__.pop("fit", None)
+
     def is_model(self, obj: Any) -> bool:
         return isinstance(obj, self.import_library().Model)
 
@@ -72,8 +97,8 @@ class KerasBackend(Backend):
         """Eager ``model(x, training=False)`` calls in chunks.
 
         ``model.predict`` traces a tf.function per model and steps in batches of 32: on
-        2 CPU cores it took 0.45 s for three 40-row splits and 14 s for three 100k-row
-        splits, against 0.01 s and 0.18 s here. The values are the same.
+        2 CPU cores, a fresh model predicting three splits took 0.43 s (40 rows each) and
+        14 s (100k rows each), against 0.01 s and 0.15 s here. The values are the same.
         """
         features = np.asarray(features, dtype=np.float32)
         chunks = [np.asarray(model(features[start:start + PREDICT_CHUNK], training=False))

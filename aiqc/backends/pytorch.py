@@ -119,11 +119,18 @@ def record_epoch(model: Any, **values: float) -> None:
                 aiqc.record_epoch(model, loss=train_loss, val_loss=val_loss)
             return model
 
-    Call it once per epoch, with the same names each time.
+    Call it once per epoch, with the same names each time. In a search with a pruner it
+    raises :class:`aiqc.pruning.JobPruned` when the job should stop (let it propagate:
+    aiqc measures the model as it stands and records the job as PRUNED).
     """
+    from aiqc import pruning
+
     history = model.__dict__.setdefault(HISTORY_ATTRIBUTE, {})
+    epoch = len(next(iter(history.values()), []))
     for name, value in values.items():
         history.setdefault(name, []).append(float(value))
+    if pruning.report(epoch, values):
+        raise pruning.JobPruned(f"pruned after epoch {epoch + 1}")
 
 
 def fit(model: Any, loser: Any, optimizer: Any, samples_train: dict, samples_evaluate: dict | None = None,

@@ -20,7 +20,8 @@ class Experiment(BaseModel):
     analysis_type = pw.CharField()
     repeat_count = pw.IntegerField()
     hide_test = pw.BooleanField()
-    hyperparameters = JSONField()  # the grid as given: {name: [values]}
+    hyperparameters = JSONField()  # as given: {name: [values] or a search distribution (tagged dict)}
+    search = JSONField(null=True)  # aiqc.search.Search settings; null for a plain grid
     functions = pw.BlobField()  # cloudpickle of {"fn_build": ..., ...}
     sources = JSONField()  # {"fn_build": "def fn_build(...): ...", ...}
     name = pw.CharField(null=True)
@@ -40,6 +41,7 @@ class Experiment(BaseModel):
         splitset_id: int | None = None,
         hide_test: bool = False,
         *,
+        search: Any = None,
         name: str | None = None,
         description: str | None = None,
     ):
@@ -56,6 +58,10 @@ class Experiment(BaseModel):
           positional parameter is called as ``fn_optimize(**hp)``
         - ``fn_predict(model, samples_predict) -> (predictions, probabilities)``; for
           regression ``probabilities`` is None.
+
+        ``search``: None (every combination of the lists) or :class:`aiqc.search.Search`
+        (random / Bayesian / GP sampling of ``aiqc.search.Int/Float/Categorical`` values,
+        ``n_trials``, and an optional pruner that stops hopeless jobs early).
         """
         from aiqc.experiment import make_experiment
 
@@ -63,7 +69,7 @@ class Experiment(BaseModel):
             library=library, analysis_type=analysis_type, fn_build=fn_build, fn_train=fn_train,
             fn_lose=fn_lose, fn_optimize=fn_optimize, fn_predict=fn_predict, repeat_count=repeat_count,
             hyperparameters=hyperparameters, splitset_id=splitset_id, hide_test=hide_test,
-            name=name, description=description,
+            search=search, name=name, description=description,
         )
 
     def load_functions(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ class JobState(str, enum.Enum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"  # stopped early by a pruner; measured on its partly trained model
     FAILED = "FAILED"
 
 
@@ -62,12 +63,30 @@ class Queue(BaseModel):
     def job_count(self) -> int:
         return self.jobs.count()
 
+    @property
+    def expected_job_count(self) -> int:
+        """Jobs the queue will hold when done: a sampled search adds them trial by trial."""
+        experiment = self.experiment
+        search = experiment.search
+        if not search or search.get("strategy", "grid") == "grid":
+            return self.job_count
+        folds = experiment.splitset.fold_count or 1
+        return int(search["n_trials"]) * experiment.repeat_count * folds
+
+    def best_params(self, metric: str | None = None, split: str = "validation") -> dict:
+        """The hyperparameters of the best combination: its mean ``metric`` over repeats and
+        folds (COMPLETE jobs) is the best on ``split``."""
+        from aiqc.results import best_params
+
+        return best_params(self, metric, split)
+
     # --- results ---------------------------------------------------------------------
-    def metrics_to_pandas(self, selected_metrics=None, sort_by=None, ascending: bool = False):
-        """One row per job x split: ids, repeat, fold, split, hyperparameters, metrics, state."""
+    def metrics_to_pandas(self, selected_metrics=None, sort_by=None, ascending: bool = False, states=None):
+        """One row per job x split: ids, repeat, fold, split, hyperparameters, metrics, state.
+        ``states`` filters, e.g. ``["COMPLETE"]`` (default: COMPLETE and PRUNED jobs)."""
         from aiqc.results import metrics_to_pandas
 
-        return metrics_to_pandas(self, selected_metrics, sort_by, ascending)
+        return metrics_to_pandas(self, selected_metrics, sort_by, ascending, states)
 
     def metrics_aggregate(self, selected_metrics=None, stats=("mean", "std", "min", "max")):
         """Per hyperparameter combination and split: mean/std/min/max across repeats and folds."""

@@ -28,6 +28,17 @@ class HistoryEntry(BaseModel):
         indexes = ((("job", "name", "epoch"), True),)
 
 
+class IntermediateValue(BaseModel):
+    """A per-epoch value reported while a job of a pruned search trains (``search.prune_on``)."""
+
+    job = pw.ForeignKeyField(Job, backref="intermediate_rows", on_delete="CASCADE")
+    epoch = pw.IntegerField()
+    value = pw.FloatField(null=True)
+
+    class Meta:
+        indexes = ((("job", "epoch"), True),)
+
+
 class Prediction(BaseModel):
     job = pw.ForeignKeyField(Job, backref="prediction_rows", on_delete="CASCADE")
     split = pw.CharField()

@@ -1,0 +1,129 @@
+"""Pruning: per-epoch values reach aiqc while a job trains, and a pruner stops a job whose
+trial is doing worse than the others at the same epoch.
+
+The runner activates a :class:`Reporter` for a job of a search with a pruner. The Keras
+backend adds a callback to the user's ``model.fit``; for PyTorch, :func:`aiqc.torch_fit`
+and :func:`aiqc.record_epoch` report each epoch and raise :class:`JobPruned` when the job
+should stop. Repeats and folds of a combination are judged together: a trial's value at an
+epoch is the mean over its jobs that reached it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from aiqc.exceptions import AIQCError
+
+_active: "Reporter | None" = None
+
+
+class JobPruned(AIQCError):
+    """Raised inside ``fn_train`` (by ``record_epoch``) when the pruner stops the job."""
+
+
+def active() -> "Reporter | None":
+    return _active
+
+
+class Reporter:
+    def __init__(self, job: Any, search: Any):
+        self.job_id = job.id
+        self.queue_id = job.queue_id
+        self.trial_id = job.hyperparamset_id
+        self.search = search
+        self.pruned_at: int | None = None
+
+    def __enter__(self) -> "Reporter":
+        global _active
+        _active = self
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _active
+        _active = None
+
+    @property
+    def pruned(self) -> bool:
+        return self.pruned_at is not None
+
+    def report(self, epoch: int, values: dict) -> bool:
+        """Store this epoch's ``prune_on`` value; True when the job should stop now."""
+        from aiqc.orm import IntermediateValue
+
+        value = (values or {}).get(self.search.prune_on)
+        if value is None:
+            return False
+        value = float(value)
+        (IntermediateValue.insert(job=self.job_id, epoch=epoch, value=value if math.isfinite(value) else None)
+         .on_conflict_replace().execute())
+        if self.search.pruner is None or self.pruned:
+            return self.pruned
+        decide = {"median": self._median, "successive_halving": self._halving}[self.search.pruner]
+        if not math.isfinite(value) or decide(epoch):
+            self.pruned_at = epoch
+        return self.pruned
+
+    # --- the decisions ---------------------------------------------------------------------
+    def _trial_values(self, epoch: int, finished_only: bool) -> tuple[float | None, list[float]]:
+        """(this trial's mean at ``epoch``, other trials' means at ``epoch``)."""
+        from aiqc.orm import Hyperparamset, IntermediateValue, Job, JobState
+
+        query = (IntermediateValue.select(Job.hyperparamset, IntermediateValue.value, Job.state)
+                 .join(Job).where((Job.queue == self.queue_id) & (IntermediateValue.epoch == epoch)
+                                  & IntermediateValue.value.is_null(False)).tuples())
+        per_trial: dict[int, list[float]] = {}
+        finished: dict[int, bool] = {}
+        for trial, value, state in query:
+            per_trial.setdefault(trial, []).append(value)
+            finished[trial] = finished.get(trial, True) and JobState(state) in (JobState.COMPLETE, JobState.PRUNED)
+        mine = per_trial.pop(self.trial_id, None)
+        if finished_only:
+            complete = self._complete_trials()
+            others = [statistics.fmean(v) for t, v in per_trial.items() if t in complete]
+        else:
+            others = [statistics.fmean(v) for v in per_trial.values()]
+        return (statistics.fmean(mine) if mine else None), others
+
+    def _complete_trials(self) -> set[int]:
+        from aiqc.orm import Job, JobState
+
+        states: dict[int, set] = {}
+        for trial, state in Job.select(Job.hyperparamset, Job.state).where(Job.queue == self.queue_id).tuples():
+            states.setdefault(trial, set()).add(JobState(state))
+        return {t for t, s in states.items() if s == {JobState.COMPLETE}}
+
+    def _worse(self, value: float, threshold: float) -> bool:
+        return value > threshold if self.search.prune_minimize else value < threshold
+
+    def _median(self, epoch: int) -> bool:
+        """Worse than the median of COMPLETE trials at the same epoch (after warm-up)."""
+        if epoch + 1 <= self.search.n_warmup_epochs:
+            return False
+        mine, others = self._trial_values(epoch, finished_only=True)
+        if mine is None or len(others) < max(1, self.search.n_startup_trials):
+            return False
+        return self._worse(mine, statistics.median(others))
+
+    def _halving(self, epoch: int) -> bool:
+        """Asynchronous successive halving: at rungs after 1, r, r**2, ... epochs, continue
+        only in the top 1/r of every trial that reached the rung."""
+        rate = self.search.reduction_factor
+        reached = epoch + 1
+        rung = 1
+        while rung < reached:
+            rung *= rate
+        if rung != reached or reached <= self.search.n_warmup_epochs:
+            return False
+        mine, others = self._trial_values(epoch, finished_only=False)
+        if mine is None or len(others) + 1 < rate:
+            return False
+        ranked = sorted(others + [mine], reverse=not self.search.prune_minimize)
+        keep = max(1, len(ranked) // rate)
+        return self._worse(mine, ranked[keep - 1])
+
+
+def report(epoch: int, values: dict) -> bool:
+    """Report an epoch to the active reporter, if any; True when the job should stop."""
+    return False if _active is None else _active.report(epoch, values)

@@ -1,0 +1,353 @@
+"""Search spaces and strategies: random, Bayesian (TPE) and Gaussian-process sampling
+through Optuna's ask/tell interface, with aiqc's tables as the only record.
+
+    hyperparameters = {"neuron_count": aiqc.search.Int(8, 128, log=True),
+                       "learning_rate": aiqc.search.Float(1e-4, 1e-1, log=True),
+                       "activation": aiqc.search.Categorical(["relu", "tanh"]),
+                       "epoch_count": [30]}
+    aiqc.Experiment.make(..., hyperparameters=hyperparameters,
+                         search=aiqc.search.Search(strategy="bayesian", n_trials=40, pruner="median"))
+
+Each trial is a Hyperparamset with its Jobs (repeats x folds). Before each new trial the
+sampler is rebuilt from the finished trials in the database, so a search resumes after a
+crash and is shared by several workers; with ``seed`` set, a search run by one worker is
+reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiqc.exceptions import MissingExtraError, ValidationError
+
+MARK = "__aiqc_search__"
+STRATEGIES = ("grid", "random", "bayesian", "gp")
+PRUNERS = ("median", "successive_halving")
+
+__all__ = ["Int", "Float", "Categorical", "Search", "STRATEGIES", "PRUNERS"]
+
+
+def _number(value: Any, parameter: str, integer: bool) -> Any:
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or (not integer and not math.isfinite(value)):
+        raise ValidationError.expected(parameter, "an integer" if integer else "a finite number", value)
+    return int(value) if integer else float(value)
+
+
+def _check_range(cls: str, low: Any, high: Any, log: bool) -> None:
+    if not low < high:
+        raise ValidationError(f"{cls}: expected low < high (a non-empty range); received low={low!r}, high={high!r}.")
+    if log and low <= 0:
+        raise ValidationError(f"{cls}: expected low > 0 with log=True (a log scale has no zero); received low={low!r}.")
+
+
+@dataclass(frozen=True)
+class Int:
+    """Integers in ``[low, high]``, optionally sampled on a log scale."""
+
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "low", _number(self.low, "Int.low", True))
+        object.__setattr__(self, "high", _number(self.high, "Int.high", True))
+        object.__setattr__(self, "step", _number(self.step, "Int.step", True))
+        _check_range("Int", self.low, self.high, self.log)
+        if self.step < 1 or (self.log and self.step != 1):
+            raise ValidationError.expected("Int.step", "an integer >= 1 (and 1 with log=True)", self.step)
+
+    def to_optuna(self):
+        from optuna.distributions import IntDistribution
+
+        return IntDistribution(self.low, self.high, log=self.log, step=self.step)
+
+
+@dataclass(frozen=True)
+class Float:
+    """Floats in ``[low, high]``, optionally sampled on a log scale."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "low", _number(self.low, "Float.low", False))
+        object.__setattr__(self, "high", _number(self.high, "Float.high", False))
+        _check_range("Float", self.low, self.high, self.log)
+
+    def to_optuna(self):
+        from optuna.distributions import FloatDistribution
+
+        return FloatDistribution(self.low, self.high, log=self.log)
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """One of ``choices`` (numbers, strings, bools or None)."""
+
+    choices: tuple
+
+    def __post_init__(self) -> None:
+        choices = self.choices
+        if isinstance(choices, (str, bytes)) or not isinstance(choices, (list, tuple)) or len(choices) == 0:
+            raise ValidationError.expected("Categorical.choices", "a non-empty list of values", choices)
+        for choice in choices:
+            if not isinstance(choice, (str, int, float, bool, type(None))):
+                raise ValidationError.expected("Categorical.choices", "numbers, strings, bools or None", choice)
+        object.__setattr__(self, "choices", tuple(choices))
+
+    def to_optuna(self):
+        from optuna.distributions import CategoricalDistribution
+
+        return CategoricalDistribution(list(self.choices))
+
+
+DISTRIBUTIONS = {"int": Int, "float": Float, "categorical": Categorical}
+
+
+def is_distribution(value: Any) -> bool:
+    return isinstance(value, (Int, Float, Categorical))
+
+
+def to_json(value: Any) -> Any:
+    """Distributions become tagged dicts so a grid with distributions is plain JSON."""
+    if not is_distribution(value):
+        return value
+    kind = {Int: "int", Float: "float", Categorical: "categorical"}[type(value)]
+    data = asdict(value)
+    if kind == "categorical":
+        data["choices"] = list(value.choices)
+    return {MARK: kind, **data}
+
+
+def from_json(value: Any) -> Any:
+    if isinstance(value, dict) and MARK in value:
+        data = {k: v for k, v in value.items() if k != MARK}
+        return DISTRIBUTIONS[value[MARK]](**data)
+    return value
+
+
+@dataclass(frozen=True)
+class Search:
+    """How to explore the hyperparameters.
+
+    strategy: ``grid`` (every combination of lists; the default), ``random``, ``bayesian``
+        (TPE) or ``gp`` (Gaussian process).
+    n_trials: combinations to try (required unless grid); each trains repeats x folds jobs.
+    metric, split: what a trial's value is: the mean of ``metric`` on ``split`` over its jobs.
+        Default: accuracy (classification) or r2 (regression), on the validation split.
+    direction: ``maximize`` or ``minimize``; default from the metric (losses and errors are minimised).
+    seed: makes sampling (and each job's seed) reproducible.
+    pruner: None, ``median`` or ``successive_halving``: stop a job whose per-epoch ``prune_on``
+        value (a history name such as ``val_loss``) is worse than finished trials' at the same epoch.
+    """
+
+    strategy: str = "grid"
+    n_trials: int | None = None
+    metric: str | None = None
+    split: str = "validation"
+    direction: str | None = None
+    seed: int | None = None
+    pruner: str | None = None
+    prune_on: str = "val_loss"
+    n_startup_trials: int = 5
+    n_warmup_epochs: int = 1
+    reduction_factor: int = 3
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, value: Any) -> "Search | None":
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(cls.__dataclass_fields__) - {"extra"})
+            if unknown:
+                raise ValidationError(f"search: expected keys among {sorted(cls.__dataclass_fields__)[:-1]!r}; "
+                                      f"received unknown keys {unknown!r}.")
+            return cls(**value)
+        raise ValidationError.expected("search", "None, a dict or aiqc.search.Search(...)", value)
+
+    def resolved(self, analysis: Any, has_distributions: bool) -> "Search":
+        """Checked, with defaults filled in for the analysis type."""
+        from aiqc import metrics
+
+        if self.strategy not in STRATEGIES:
+            raise ValidationError.expected("search.strategy", f"one of {STRATEGIES!r}", self.strategy)
+        if self.pruner is not None and self.pruner not in PRUNERS:
+            raise ValidationError.expected("search.pruner", f"None or one of {PRUNERS!r}", self.pruner)
+        if self.strategy == "grid":
+            if has_distributions:
+                raise ValidationError(
+                    "hyperparameters: expected lists only with search strategy 'grid'; received distributions "
+                    "(aiqc.search.Int/Float/Categorical). Use strategy='random', 'bayesian' or 'gp'."
+                )
+            if self.n_trials is not None:
+                raise ValidationError.expected("search.n_trials", "None with strategy 'grid' (the grid decides)",
+                                               self.n_trials)
+        elif isinstance(self.n_trials, bool) or not isinstance(self.n_trials, numbers.Integral) or self.n_trials < 1:
+            raise ValidationError.expected("search.n_trials", "an integer >= 1", self.n_trials)
+        metric = self.metric or metrics.default_metric(analysis)
+        if metric not in metrics.names(analysis):
+            raise ValidationError.expected("search.metric", f"one of {list(metrics.names(analysis))!r} for "
+                                           f"{analysis.value}", self.metric)
+        if self.split not in ("train", "validation", "test"):
+            raise ValidationError.expected("search.split", "'train', 'validation' or 'test'", self.split)
+        direction = self.direction or ("minimize" if metric in metrics.LOWER_IS_BETTER else "maximize")
+        if direction not in ("maximize", "minimize"):
+            raise ValidationError.expected("search.direction", "'maximize' or 'minimize'", self.direction)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)
+                                      or self.seed < 0):
+            raise ValidationError.expected("search.seed", "None or an integer >= 0", self.seed)
+        for name in ("n_startup_trials", "n_warmup_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValidationError.expected(f"search.{name}", "an integer >= 0", value)
+        if isinstance(self.reduction_factor, bool) or not isinstance(self.reduction_factor, int) or self.reduction_factor < 2:
+            raise ValidationError.expected("search.reduction_factor", "an integer >= 2", self.reduction_factor)
+        if not isinstance(self.prune_on, str):
+            raise ValidationError.expected("search.prune_on", "a history name such as 'val_loss'", self.prune_on)
+        if self.strategy != "grid" or self.pruner is not None:
+            require_optuna() if self.strategy != "grid" else None
+        return Search(self.strategy, self.n_trials, metric, self.split, direction, self.seed, self.pruner,
+                      self.prune_on, self.n_startup_trials, self.n_warmup_epochs, self.reduction_factor)
+
+    @property
+    def samples(self) -> bool:
+        return self.strategy != "grid"
+
+    @property
+    def prune_minimize(self) -> bool:
+        from aiqc import metrics
+
+        return self.prune_on in metrics.LOWER_IS_BETTER or self.prune_on.endswith("loss")
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "extra"}
+
+
+def require_optuna() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        raise MissingExtraError(
+            "search: sampling strategies need optuna, which is not installed; "
+            "install it with: pip install 'aiqc[search]'"
+        )
+
+
+def check_space(hyperparameters: dict, search: Search | None) -> dict[str, Any]:
+    """The searched names -> distribution (lists of several values are categorical)."""
+    space = {}
+    for name, value in (hyperparameters or {}).items():
+        if is_distribution(value):
+            space[name] = value
+        elif search is not None and search.samples and isinstance(value, (list, tuple)) and len(value) > 1:
+            space[name] = Categorical(list(value))
+    return space
+
+
+def constants(hyperparameters: dict) -> dict[str, Any]:
+    """Names with a single value in a sampled search."""
+    return {n: v[0] for n, v in (hyperparameters or {}).items()
+            if isinstance(v, (list, tuple)) and len(v) == 1}
+
+
+def job_seed(seed: int, trial: int, repeat: int, fold: int) -> int:
+    return (seed * 1_000_003 + trial * 10_007 + repeat * 101 + fold) % (2**31 - 1)
+
+
+# --- the sampler, rebuilt from the database ---------------------------------------------------
+def trial_records(experiment: Any, search: Search) -> list[dict]:
+    """Per trial (hyperparamset): its state, value and mean intermediate value per epoch."""
+    from aiqc.orm import Hyperparamset, IntermediateValue, Job, JobState, Metric
+
+    trials = []
+    jobs_by_trial: dict[int, list] = {}
+    for job in Job.select(Job.id, Job.state, Job.hyperparamset).join(Hyperparamset).where(
+            Hyperparamset.experiment == experiment):
+        jobs_by_trial.setdefault(job.hyperparamset_id, []).append(job)
+    values = {}
+    for row in (Metric.select(Metric.job, Metric.value).join(Job).join(Hyperparamset)
+                .where((Hyperparamset.experiment == experiment) & (Metric.split == search.split)
+                       & (Metric.name == search.metric)).tuples()):
+        values[row[0]] = row[1]
+    intermediate: dict[int, dict[int, list]] = {}
+    for job_id, epoch, value in (IntermediateValue.select(IntermediateValue.job, IntermediateValue.epoch,
+                                                          IntermediateValue.value).join(Job).join(Hyperparamset)
+                                 .where(Hyperparamset.experiment == experiment).tuples()):
+        intermediate.setdefault(job_id, {}).setdefault(epoch, []).append(value)
+    for hyperparamset in experiment.hyperparamsets.order_by(Hyperparamset.index):
+        jobs = jobs_by_trial.get(hyperparamset.id, [])
+        states = {j.state for j in jobs}
+        if jobs and states == {JobState.COMPLETE}:
+            state = "COMPLETE"
+        elif JobState.PRUNED in states and not states & {JobState.QUEUED, JobState.RUNNING}:
+            state = "PRUNED"
+        elif JobState.FAILED in states and not states & {JobState.QUEUED, JobState.RUNNING}:
+            state = "FAIL"
+        else:
+            state = "RUNNING"
+        scores = [values[j.id] for j in jobs if values.get(j.id) is not None and j.state is JobState.COMPLETE]
+        per_epoch: dict[int, list] = {}
+        for job in jobs:
+            for epoch, vs in intermediate.get(job.id, {}).items():
+                per_epoch.setdefault(epoch, []).extend(vs)
+        trials.append(dict(number=hyperparamset.index, hyperparamset_id=hyperparamset.id, state=state,
+                           params=hyperparamset.hyperparameters,
+                           value=(sum(scores) / len(scores)) if scores and state == "COMPLETE" else None,
+                           intermediate={e: sum(v) / len(v) for e, v in sorted(per_epoch.items()) if v}))
+    return trials
+
+
+def build_study(experiment: Any, search: Search, space: dict[str, Any], sampler_seed: int | None):
+    """An in-memory Optuna study holding the finished trials recorded in aiqc's tables."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    samplers = {
+        "random": lambda: optuna.samplers.RandomSampler(seed=sampler_seed),
+        "bayesian": lambda: optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=search.n_startup_trials),
+        "gp": lambda: optuna.samplers.GPSampler(seed=sampler_seed, n_startup_trials=search.n_startup_trials),
+    }
+    study = optuna.create_study(direction=search.direction, sampler=samplers[search.strategy]())
+    distributions = {n: d.to_optuna() for n, d in space.items()}
+    for record in trial_records(experiment, search):
+        if record["state"] == "RUNNING" or (record["state"] == "COMPLETE" and record["value"] is None):
+            continue
+        params = {n: record["params"][n] for n in distributions if n in record["params"]}
+        if len(params) != len(distributions):
+            continue
+        state = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}[record["state"]]
+        study.add_trial(create_trial(params=params, distributions=distributions, state=state,
+                                     value=record["value"] if state == TrialState.COMPLETE else None,
+                                     intermediate_values=record["intermediate"]))
+    return study, distributions
+
+
+def next_trial(experiment: Any) -> dict | None:
+    """The next combination to try, or None once ``n_trials`` exist."""
+    search = Search(**experiment.search)
+    existing = experiment.hyperparamsets.count()
+    if existing >= search.n_trials:
+        return None
+    grid = {n: from_json(v) for n, v in experiment.hyperparameters.items()}
+    space = check_space(grid, search)
+    seed = None if search.seed is None else search.seed + existing
+    study, distributions = build_study(experiment, search, space, seed)
+    trial = study.ask(distributions)
+    return {**constants(grid), **trial.params}
+
+
+def dumps_grid(hyperparameters: dict | None) -> dict:
+    return {n: to_json(v) for n, v in (hyperparameters or {}).items()}
+
+
+def describe(value: Any) -> str:
+    return json.dumps(to_json(value))
