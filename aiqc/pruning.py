@@ -34,6 +34,8 @@ class Reporter:
         self.trial_id = job.hyperparamset_id
         self.search = search
         self.pruned_at: int | None = None
+        self._history: list[float] = []  # this job's reported values, by epoch
+        self._complete_curves: dict[int, list[float]] | None = None  # epoch -> COMPLETE trials' means
 
     def __enter__(self) -> "Reporter":
         global _active
@@ -56,6 +58,7 @@ class Reporter:
         if value is None:
             return False
         value = float(value)
+        self._history.append(value)
         (IntermediateValue.insert(job=self.job_id, epoch=epoch, value=value if math.isfinite(value) else None)
          .on_conflict_replace().execute())
         if self.search.pruner is None or self.pruned:
@@ -98,13 +101,34 @@ class Reporter:
         return value > threshold if self.search.prune_minimize else value < threshold
 
     def _median(self, epoch: int) -> bool:
-        """Worse than the median of COMPLETE trials at the same epoch (after warm-up)."""
+        """As Optuna's MedianPruner: the best value this job reached so far is worse than the
+        median of COMPLETE trials' values at the same epoch (after warm-up). COMPLETE trials
+        do not change while this job runs, so they are read once."""
         if epoch + 1 <= self.search.n_warmup_epochs:
             return False
-        mine, others = self._trial_values(epoch, finished_only=True)
-        if mine is None or len(others) < max(1, self.search.n_startup_trials):
+        if self._complete_curves is None:
+            self._complete_curves = self._curves_of_complete_trials()
+        others = self._complete_curves.get(epoch, [])
+        if len(others) < max(1, self.search.n_startup_trials):
             return False
-        return self._worse(mine, statistics.median(others))
+        finite = [v for v in self._history if math.isfinite(v)]
+        best = (min if self.search.prune_minimize else max)(finite)
+        return self._worse(best, statistics.median(others))
+
+    def _curves_of_complete_trials(self) -> dict[int, list[float]]:
+        from aiqc.orm import IntermediateValue, Job
+
+        complete = self._complete_trials() - {self.trial_id}
+        per_trial: dict[tuple[int, int], list[float]] = {}
+        query = (IntermediateValue.select(Job.hyperparamset, IntermediateValue.epoch, IntermediateValue.value)
+                 .join(Job).where((Job.queue == self.queue_id) & IntermediateValue.value.is_null(False)).tuples())
+        for trial, epoch, value in query:
+            if trial in complete:
+                per_trial.setdefault((trial, epoch), []).append(value)
+        curves: dict[int, list[float]] = {}
+        for (_, epoch), values in per_trial.items():
+            curves.setdefault(epoch, []).append(statistics.fmean(values))
+        return curves
 
     def _halving(self, epoch: int) -> bool:
         """Asynchronous successive halving: at rungs after 1, r, r**2, ... epochs, continue

@@ -51,6 +51,17 @@ def figures(queue: Any) -> list[tuple[str, Any]]:
                    ("Precision-recall", lambda: plots.plot_precision_recall(best, test_or_last))]
     else:
         charts.append(("Predicted vs actual", lambda: plots.plot_regression(best, test_or_last)))
+    search = queue.experiment.search
+    if search:
+        if search.get("strategy", "grid") != "grid":
+            charts += [("Optimisation history", lambda: plots.plot_optimization_history(queue)),
+                       ("Hyperparameter importance", lambda: plots.plot_param_importance(queue)),
+                       ("Slices", lambda: plots.plot_slice(queue))]
+            numeric = _numeric_searched(queue)
+            if len(numeric) >= 2:
+                charts.append((f"Contour of {numeric[0]} and {numeric[1]}",
+                               lambda: plots.plot_contour(queue, numeric[0], numeric[1])))
+        charts.append(("Intermediate values (pruning)", lambda: plots.plot_intermediate_values(queue)))
     out = []
     for title, make in charts:
         try:
@@ -58,6 +69,12 @@ def figures(queue: Any) -> list[tuple[str, Any]]:
         except ValidationError as error:  # e.g. no history recorded: leave that chart out, say why
             logger.info("report: %s left out: %s", title, error)
     return out
+
+
+def _numeric_searched(queue: Any) -> list[str]:
+    from aiqc.search import Float, Int, from_json
+
+    return [n for n, v in queue.experiment.hyperparameters.items() if isinstance(from_json(v), (Int, Float))]
 
 
 def write_report(queue: Any, path: str | Path) -> Path:

@@ -215,6 +215,56 @@ queue.run_jobs()   # 2 combinations x 1 repeat x 5 folds = 10 jobs""",
         "queue.metrics_aggregate(['accuracy', 'f1'])",
         "queue.plot_repeat_spread(metric='accuracy')",
     ],
+    "search_pruning.ipynb": [
+        "# Bayesian search with pruning\n\nInstead of a grid: distributions, a number of trials, and a "
+        "median pruner that stops a job whose validation loss is worse than the finished trials' at the same "
+        "epoch. Every trial is an ordinary job, with its splits, metrics and history in the database.",
+        SMOKE,
+        """import aiqc
+from aiqc import datum
+from aiqc.search import Categorical, Float, Int, Search
+from sklearn.preprocessing import OrdinalEncoder, StandardScaler
+
+aiqc.setup()
+df = datum.to_pandas('breast_cancer.csv')
+splitset = aiqc.Pipeline.Tabular.make(
+    df_or_path=df, label_column='diagnosis',
+    label_encoder=dict(sklearn_preprocess=OrdinalEncoder()), feature_cols_excluded='diagnosis',
+    feature_encoders=[dict(sklearn_preprocess=StandardScaler(), dtypes=['float64'])],
+    size_test=0.2, size_validation=0.2,
+)""",
+        """def fn_build(features_shape, label_shape, **hp):
+    import torch.nn as nn
+    return nn.Sequential(nn.Linear(features_shape[0], hp['neuron_count']), nn.ReLU(),
+                         nn.Linear(hp['neuron_count'], 1), nn.Sigmoid())
+
+
+def fn_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    import aiqc
+    return aiqc.torch_fit(model, loser, optimizer, samples_train, samples_evaluate,
+                          epoch_count=hp['epoch_count'], batch_size=hp['batch_size'])
+
+
+queue = aiqc.Experiment.make(
+    library='pytorch', analysis_type='classification_binary', fn_build=fn_build, fn_train=fn_train,
+    hyperparameters={
+        'neuron_count': Int(2, 64, log=True),
+        'learning_rate': Float(1e-5, 1e-1, log=True),   # read by the default Adamax optimizer
+        'batch_size': Categorical([16, 64]),
+        'epoch_count': [4] if SMOKE else [30],
+    },
+    splitset_id=splitset.id,
+    search=Search(strategy='bayesian', n_trials=8 if SMOKE else 40, metric='roc_auc', seed=0,
+                  pruner='median', n_startup_trials=3, n_warmup_epochs=2),
+)
+queue.run_jobs()""",
+        "queue.best_params()",
+        "queue.plot_optimization_history()",
+        "queue.plot_intermediate_values()",
+        "queue.plot_param_importance()",
+        "queue.plot_contour('learning_rate', 'neuron_count')",
+        "queue.metrics_to_pandas(selected_metrics=['roc_auc'], states=['PRUNED']).head()",
+    ],
 }
 
 

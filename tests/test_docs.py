@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.backends, pytest.mark.slow]
 
 def test_there_are_notebooks_for_each_flow():
     assert set(NOTEBOOKS) == {"keras_multiclass.ipynb", "pytorch_binary.ipynb", "regression_bins.ipynb",
-                              "folds_aggregate.ipynb"}
+                              "folds_aggregate.ipynb", "search_pruning.ipynb"}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -24,6 +24,8 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     library = "keras" if "keras" in name else "torch"
     pytest.importorskip(library)
+    if "search" in name:
+        pytest.importorskip("optuna")
     monkeypatch.setenv("AIQC_DB", str(tmp_path / "docs.sqlite3"))
     monkeypatch.setenv("AIQC_DOCS_SMOKE", "1")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")

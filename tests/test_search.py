@@ -178,3 +178,74 @@ def test_keras_jobs_report_epochs_and_can_be_pruned(db):
     hopeless = queue.jobs.where(Job.state == JobState.PRUNED).get()
     assert len(hopeless.history()["loss"]) < 8
     assert hopeless.get_model() is not None  # stored, and the fit wrapper did not leak into the file
+
+
+# --- search charts ------------------------------------------------------------------------
+@pytest.fixture
+def searched(db, torch_ready):
+    grid = {"neuron_count": Int(2, 32, log=True), "learning_rate": Float(1e-4, 0.1, log=True),
+            "batch_size": Categorical([16, 64]), "epoch_count": [6]}
+    queue = _iris_queue(Search("bayesian", n_trials=10, seed=1, pruner="median", n_startup_trials=3,
+                               n_warmup_epochs=2), grid)
+    queue.run_jobs(progress=False)
+    return queue
+
+
+def test_optimization_history_data(searched):
+    from aiqc.plots import _data
+
+    data = _data.optimization_history_data(searched)
+    assert data["trials"] == list(range(10)) and data["direction"] == "maximize"
+    best = [b for b in data["best"] if b is not None]
+    assert best == sorted(best)  # best so far never gets worse
+    complete = [v for v, s in zip(data["values"], data["states"]) if s == "COMPLETE"]
+    assert max(complete) == best[-1]
+    frame = searched.metrics_to_pandas(["accuracy"], states=["COMPLETE"]).query("split == 'validation'")
+    assert max(complete) == pytest.approx(frame["accuracy"].max())
+    assert len(searched.plot_optimization_history().data) == 2
+
+
+def test_importance_slice_and_contour_data(searched):
+    from aiqc.plots import _data
+
+    complete = searched.state_counts()["COMPLETE"]
+    importance = _data.importance_data(searched)
+    assert set(importance["parameters"]) <= {"neuron_count", "learning_rate", "batch_size"}
+    assert sum(importance["importances"]) == pytest.approx(1.0) and min(importance["importances"]) >= 0
+    slices = _data.slice_data(searched)
+    assert set(slices["parameters"]) == {"neuron_count", "learning_rate", "batch_size"}
+    assert all(len(s["values"]) == complete for s in slices["parameters"].values())
+    assert all(1e-4 <= v <= 0.1 for v in slices["parameters"]["learning_rate"]["values"])
+    contour = _data.contour_data(searched, "learning_rate", "neuron_count", resolution=12)
+    assert len(contour["z"]) == 12 and all(len(row) == 12 for row in contour["z"])
+    cells = [v for row in contour["z"] for v in row if v is not None]
+    assert cells and min(contour["values"]) - 1e-9 <= min(cells) and max(cells) <= max(contour["values"]) + 1e-9
+    with pytest.raises(ValidationError, match=r"x/y: expected searched hyperparameters"):
+        _data.contour_data(searched, "epoch_count", "neuron_count")
+    assert searched.plot_contour("learning_rate", "neuron_count").data[0].type == "contour"
+    assert len(searched.plot_slice().data) == 3 and searched.plot_param_importance().data[0].type == "bar"
+
+
+def test_intermediate_values_show_where_pruning_cut_in(searched):
+    from aiqc.plots import _data
+
+    data = _data.intermediate_data(searched)
+    assert data["name"] == "val_loss" and len(data["jobs"]) == searched.job_count
+    for job in data["jobs"]:
+        assert job["epochs"] == list(range(1, len(job["epochs"]) + 1))
+        assert (len(job["epochs"]) < 6) if job["state"] == "PRUNED" else len(job["epochs"]) == 6
+    assert len(searched.plot_intermediate_values().data) == searched.job_count
+
+
+def test_report_includes_search_charts(searched, tmp_path):
+    text = searched.report(tmp_path / "search.html").read_text()
+    for title in ("Optimisation history", "Hyperparameter importance", "Slices", "Contour of", "Intermediate values"):
+        assert title in text
+    assert text.count('class="plotly-graph-div"') >= 12
+
+
+def test_search_charts_need_a_search(db, torch_ready):
+    queue = _iris_queue(None, {"neuron_count": [4], "batch_size": [32], "epoch_count": [1]})
+    queue.run_jobs(progress=False)
+    with pytest.raises(ValidationError, match=r"queue: expected a queue made with search=...; queue \d+ is a plain grid"):
+        queue.plot_optimization_history()

@@ -115,6 +115,31 @@ class Queue(BaseModel):
 
         return plot_repeat_spread(self, metric, split)
 
+    def plot_optimization_history(self):
+        from aiqc.plots import plot_optimization_history
+
+        return plot_optimization_history(self)
+
+    def plot_param_importance(self):
+        from aiqc.plots import plot_param_importance
+
+        return plot_param_importance(self)
+
+    def plot_contour(self, x: str, y: str):
+        from aiqc.plots import plot_contour
+
+        return plot_contour(self, x, y)
+
+    def plot_slice(self):
+        from aiqc.plots import plot_slice
+
+        return plot_slice(self)
+
+    def plot_intermediate_values(self):
+        from aiqc.plots import plot_intermediate_values
+
+        return plot_intermediate_values(self)
+
     def report(self, path):
         """Write one self-contained HTML file (tables + every chart); returns its path."""
         from aiqc.report import write_report

@@ -138,3 +138,74 @@ def plot_repeat_spread(queue: Any, metric: str | None = None, split: str = "vali
                          xaxis_title="hyperparameter combination", yaxis_title=f"{data['split']} {data['metric']}",
                          showlegend=False)
     return figure
+
+
+# --- searches -------------------------------------------------------------------------------
+__all__ += ["plot_optimization_history", "plot_param_importance", "plot_contour", "plot_slice",
+            "plot_intermediate_values"]
+
+
+def plot_optimization_history(queue: Any):
+    """Each trial's value and the best so far."""
+    data = _data.optimization_history_data(queue)
+    figure = _go().Figure()
+    figure.add_trace(_go().Scatter(x=data["trials"], y=data["values"], mode="markers", name="trial",
+                                   text=data["states"]))
+    figure.add_trace(_go().Scatter(x=data["trials"], y=data["best"], mode="lines", name="best so far",
+                                   line=dict(shape="hv")))
+    figure.update_layout(title=f"Optimisation history: queue {queue.id} ({data['direction']} {data['split']} "
+                               f"{data['metric']})", xaxis_title="trial", yaxis_title=data["metric"], template=TEMPLATE)
+    return figure
+
+
+def plot_param_importance(queue: Any):
+    """How much each searched hyperparameter explains the trial value (random forest)."""
+    data = _data.importance_data(queue)
+    figure = _go().Figure(_go().Bar(x=data["importances"][::-1], y=data["parameters"][::-1], orientation="h"))
+    figure.update_layout(title=f"Hyperparameter importance for {data['metric']}: queue {queue.id}",
+                         xaxis_title="importance", template=TEMPLATE)
+    return figure
+
+
+def plot_contour(queue: Any, x: str, y: str):
+    """The trial value over two hyperparameters (interpolated), with the trials as points."""
+    data = _data.contour_data(queue, x, y)
+    figure = _go().Figure()
+    figure.add_trace(_go().Contour(x=data["x_axis"], y=data["y_axis"], z=data["z"], colorbar=dict(title=data["metric"]),
+                                   connectgaps=False))
+    points = list(zip(*data["points"]))
+    figure.add_trace(_go().Scatter(x=points[0], y=points[1], mode="markers", name="trials",
+                                   marker=dict(color="black", size=6)))
+    figure.update_layout(title=f"{data['metric']} over {x} and {y}: queue {queue.id}", xaxis_title=x, yaxis_title=y,
+                         template=TEMPLATE)
+    figure.update_xaxes(type="log" if data["log"][x] else "linear")
+    figure.update_yaxes(type="log" if data["log"][y] else "linear")
+    return figure
+
+
+def plot_slice(queue: Any):
+    """The trial value against each searched hyperparameter."""
+    data = _data.slice_data(queue)
+    names = list(data["parameters"]) or ["(nothing searched)"]
+    figure = _subplots(1, len(names), names, horizontal_spacing=0.06)
+    for column, name in enumerate(data["parameters"], start=1):
+        series = data["parameters"][name]
+        figure.add_trace(_go().Scatter(x=series["values"], y=series["scores"], mode="markers", name=name),
+                         row=1, col=column)
+    figure.update_layout(title=f"Slices of {data['metric']}: queue {queue.id}", template=TEMPLATE, showlegend=False)
+    return figure
+
+
+def plot_intermediate_values(queue: Any):
+    """Per job, the value the pruner watched at each epoch; pruned jobs end early (dashed)."""
+    data = _data.intermediate_data(queue)
+    figure = _go().Figure()
+    for job in data["jobs"]:
+        pruned = job["state"] == "PRUNED"
+        figure.add_trace(_go().Scatter(x=job["epochs"], y=job["values"], mode="lines+markers" if pruned else "lines",
+                                       name=f"job {job['job_id']} ({job['state'].lower()})",
+                                       line=dict(dash="dash" if pruned else "solid")))
+    figure.update_layout(title=f"Intermediate {data['name']} per epoch: queue {queue.id}"
+                               + (f" (pruner: {data['pruner']})" if data["pruner"] else ""),
+                         xaxis_title="epoch", yaxis_title=data["name"], template=TEMPLATE)
+    return figure

@@ -176,3 +176,113 @@ def repeat_spread_data(queue: Any, metric: str | None = None, split: str = "vali
     frame = frame[frame["split"] == split]
     groups = {int(k): g[metric].tolist() for k, g in frame.groupby("hyperparamset")}
     return {"metric": metric, "split": split, "combinations": groups}
+
+
+# --- searches -------------------------------------------------------------------------------
+def _search_trials(queue: Any) -> tuple[Any, list[dict]]:
+    from aiqc.search import Search, check_space, from_json, trial_records
+
+    experiment = queue.experiment
+    if not experiment.search:
+        raise ValidationError(f"queue: expected a queue made with search=...; queue {queue.id} is a plain grid.")
+    search = Search(**experiment.search)
+    trials = trial_records(experiment, search)
+    space = check_space({n: from_json(v) for n, v in experiment.hyperparameters.items()}, search)
+    return search, space, trials
+
+
+def optimization_history_data(queue: Any) -> dict:
+    """Each trial's value, in trial order, and the best value so far."""
+    search, _, trials = _search_trials(queue)
+    numbers, values, best, states = [], [], [], []
+    current = None
+    for trial in trials:
+        numbers.append(trial["number"])
+        states.append(trial["state"])
+        values.append(trial["value"])
+        if trial["value"] is not None:
+            better = (current is None or (trial["value"] < current if search.direction == "minimize"
+                                          else trial["value"] > current))
+            current = trial["value"] if better else current
+        best.append(current)
+    return {"metric": search.metric, "split": search.split, "direction": search.direction, "trials": numbers,
+            "values": values, "best": best, "states": states}
+
+
+def _complete_table(queue: Any):
+    import pandas as pd
+
+    search, space, trials = _search_trials(queue)
+    rows = [{**{n: t["params"].get(n) for n in space}, "value": t["value"]}
+            for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    return search, space, pd.DataFrame(rows, columns=[*space, "value"])
+
+
+def importance_data(queue: Any, seed: int = 0) -> dict:
+    """Random-forest importance of each searched hyperparameter for the trial value
+    (impurity decrease, normalised to sum to 1), over the COMPLETE trials."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    search, space, table = _complete_table(queue)
+    varying = [n for n in space if table[n].nunique() > 1] if len(table) else []
+    if len(table) < 2 or not varying:
+        raise ValidationError(f"queue: expected at least 2 COMPLETE trials that differ; queue {queue.id} has {len(table)}.")
+    features = table[varying].apply(lambda c: c if c.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all()
+                                    else c.astype(str).astype("category").cat.codes).astype(float)
+    forest = RandomForestRegressor(n_estimators=64, random_state=seed).fit(features.to_numpy(), table["value"].to_numpy())
+    importances = forest.feature_importances_
+    total = importances.sum() or 1.0
+    ranked = sorted(zip(varying, importances / total), key=lambda p: -p[1])
+    return {"metric": search.metric, "parameters": [p for p, _ in ranked], "importances": [float(v) for _, v in ranked]}
+
+
+def slice_data(queue: Any) -> dict:
+    """Per searched hyperparameter: its value and the trial value of every COMPLETE trial."""
+    search, space, table = _complete_table(queue)
+    return {"metric": search.metric, "parameters": {n: {"values": table[n].tolist(), "scores": table["value"].tolist()}
+                                                    for n in space}}
+
+
+def contour_data(queue: Any, x: str, y: str, resolution: int = 30) -> dict:
+    """The trial value over two numeric hyperparameters, interpolated on a grid from the
+    COMPLETE trials (plus the trials themselves)."""
+    from scipy.interpolate import griddata
+
+    search, space, table = _complete_table(queue)
+    for name in (x, y):
+        if name not in space:
+            raise ValidationError.expected("x/y", f"searched hyperparameters among {list(space)!r}", name)
+    numeric = all(table[n].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all() for n in (x, y))
+    if not numeric or len(table) < 3:
+        raise ValidationError(f"x/y: expected two numeric hyperparameters and 3+ COMPLETE trials; received {x!r}, {y!r} "
+                              f"with {len(table)} trial(s).")
+    points = table[[x, y]].to_numpy(dtype=float)
+    log = {n: getattr(space[n], "log", False) for n in (x, y)}
+    axes = []
+    for column, name in enumerate((x, y)):
+        low, high = points[:, column].min(), points[:, column].max()
+        axes.append(np.geomspace(low, high, resolution) if log[name] and low > 0 else np.linspace(low, high, resolution))
+    grid_x, grid_y = np.meshgrid(*axes)
+    transform = [np.log10 if log[n] else (lambda v: v) for n in (x, y)]
+    z = griddata(np.column_stack([transform[0](points[:, 0]), transform[1](points[:, 1])]), table["value"].to_numpy(),
+                 (transform[0](grid_x), transform[1](grid_y)), method="linear")
+    return {"metric": search.metric, "x": x, "y": y, "x_axis": axes[0].tolist(), "y_axis": axes[1].tolist(),
+            "z": [[None if v != v else float(v) for v in row] for row in z], "points": points.tolist(),
+            "values": table["value"].tolist(), "log": log}
+
+
+def intermediate_data(queue: Any) -> dict:
+    """Per job: its reported value per epoch, its state, and the epoch where it stopped."""
+    from aiqc.orm import IntermediateValue, Job
+
+    search, _, _ = _search_trials(queue)
+    series: dict[int, dict] = {}
+    rows = (IntermediateValue.select(IntermediateValue.job, IntermediateValue.epoch, IntermediateValue.value, Job.state,
+                                     Job.hyperparamset)
+            .join(Job).where(Job.queue == queue).order_by(IntermediateValue.job, IntermediateValue.epoch).tuples())
+    for job_id, epoch, value, state, trial in rows:
+        entry = series.setdefault(job_id, {"job_id": job_id, "trial": trial, "state": getattr(state, "value", state),
+                                           "epochs": [], "values": []})
+        entry["epochs"].append(epoch + 1)
+        entry["values"].append(value)
+    return {"name": search.prune_on, "pruner": search.pruner, "jobs": list(series.values())}
