@@ -186,7 +186,8 @@ def list_queues() -> "pd.DataFrame":
                          repeat_count=experiment.repeat_count, jobs=sum(counts.values()),
                          **{s.lower(): n for s, n in counts.items()}, created_at=queue.created_at))
     return pd.DataFrame(rows, columns=["queue_id", "experiment_id", "splitset_id", "library", "analysis_type",
-                                       "repeat_count", "jobs", "queued", "running", "complete", "failed", "created_at"])
+                                       "repeat_count", "jobs", "queued", "running", "complete", "pruned", "failed",
+                                       "created_at"])
 
 
 def _listing(model: Any, fields: dict[str, Any]) -> "pd.DataFrame":

@@ -107,6 +107,20 @@ def test_bayesian_finds_a_known_optimum_sooner_than_random(db, torch_ready):
     assert max(needed["bayesian"]) <= 25  # Bayesian gets there every time
 
 
+@pytest.mark.parametrize("strategy", ["random", "bayesian", "gp"])
+def test_every_strategy_samples_inside_the_space(db, torch_ready, strategy):
+    queue = _iris_queue(Search(strategy, n_trials=6, seed=0, n_startup_trials=3),
+                        {"neuron_count": Int(2, 16), "learning_rate": Float(1e-3, 0.1, log=True),
+                         "batch_size": Categorical([16, 32]), "epoch_count": [1]})
+    summary = queue.run_jobs(progress=False)
+    assert summary.complete == 6 and queue.expected_job_count == 6
+    for trial in queue.experiment.hyperparamsets:
+        hp = trial.hyperparameters
+        assert 2 <= hp["neuron_count"] <= 16 and isinstance(hp["neuron_count"], int)
+        assert 1e-3 <= hp["learning_rate"] <= 0.1 and hp["batch_size"] in (16, 32) and hp["epoch_count"] == 1
+    assert aiqc.list_queues().iloc[-1][["complete", "pruned", "failed"]].tolist() == [6, 0, 0]
+
+
 def test_seeded_search_is_reproducible_and_best_params(db, torch_ready):
     queue_splitset[:] = [_target_splitset()]
     _, first = _trials_to_reach("bayesian", seed=7, n_trials=8)

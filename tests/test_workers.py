@@ -94,3 +94,25 @@ def test_a_stale_heartbeat_is_requeued(db, torch_queue):
     assert requeue_abandoned(queue.id) == 1
     assert Job.get_by_id(first.id).state is JobState.QUEUED
     assert Job.get_by_id(second.id).state is JobState.RUNNING  # alive elsewhere: left alone
+
+
+def test_two_workers_share_a_search_without_duplicate_trials(db):
+    pytest.importorskip("torch")
+    pytest.importorskip("optuna")
+    import fns
+    from aiqc.orm import Hyperparamset
+    from aiqc.search import Float, Int, Search
+
+    splitset = reference_make(datum.to_pandas("iris.tsv"), random_state=0)
+    queue = aiqc.Experiment.make(
+        library="pytorch", analysis_type="classification_multi", fn_build=fns.torch_build, fn_train=fns.torch_train,
+        hyperparameters={"neuron_count": Int(2, 16), "learning_rate": Float(1e-3, 0.1, log=True), "batch_size": [32],
+                         "epoch_count": [2]},
+        repeat_count=2, splitset_id=splitset.id, search=Search("random", n_trials=6, seed=0))
+    summary = queue.run_jobs(workers=2, threads=1, progress=False)
+    assert (summary.complete, summary.failed) == (12, 0)
+    trials = list(queue.experiment.hyperparamsets.order_by(Hyperparamset.index))
+    assert [t.index for t in trials] == list(range(6))  # each trial created once, by whichever worker was free
+    assert all(t.jobs.count() == 2 for t in trials)
+    assert [j.attempts for j in queue.jobs] == [1] * 12
+    _assert_each_job_recorded_once(queue)
