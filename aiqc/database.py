@@ -73,6 +73,7 @@ def setup(db: str | os.PathLike | None = None) -> Path:
 def _create_schema(database: pw.Database) -> None:
     with database.atomic():
         database.create_tables(MODELS, safe=True)
+        _add_missing_columns(database)
         row = SchemaInfo.get_or_none(SchemaInfo.key == "schema_version")
         if row is None:
             SchemaInfo.create(key="schema_version", value=str(SCHEMA_VERSION))
@@ -81,6 +82,23 @@ def _create_schema(database: pw.Database) -> None:
                 f"the database has schema version {row.value}, newer than this aiqc's "
                 f"{SCHEMA_VERSION}; upgrade aiqc to use it."
             )
+
+
+def _add_missing_columns(database: pw.Database) -> None:
+    """Additive migration: nullable columns added since a file was created get added to it."""
+    from playhouse.migrate import SqliteMigrator, migrate
+
+    migrator = SqliteMigrator(database)
+    for model in MODELS:
+        table = model._meta.table_name
+        present = {c.name for c in database.get_columns(table)}
+        missing = [f for f in model._meta.sorted_fields if f.column_name not in present]
+        for field in missing:
+            if not field.null:
+                raise DatabaseError(f"table {table!r} lacks the required column {field.column_name!r}; "
+                                    "this file needs a newer migration than this aiqc has.")
+            migrate(migrator.add_column(table, field.column_name, field))
+            logger.info("database: added column %s.%s", table, field.column_name)
 
 
 def schema_version() -> int:

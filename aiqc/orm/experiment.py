@@ -72,6 +72,21 @@ class Experiment(BaseModel):
             search=search, name=name, description=description,
         )
 
+    @staticmethod
+    def from_config(path, overrides: list[str] | None = None):
+        """Build the queue of a YAML spec (as ``aiqc run`` does, without running it)."""
+        from pathlib import Path
+
+        from aiqc import spec
+
+        resolved = spec.to_dict(spec.load(path, overrides))
+        spec.check_structure(resolved)
+        if resolved.get("db"):
+            import aiqc
+
+            aiqc.setup(resolved["db"])
+        return spec.build(resolved, base=Path(path).resolve().parent)
+
     def load_functions(self) -> dict[str, Any]:
         """The user's functions, deserialised (None for defaults)."""
         import cloudpickle

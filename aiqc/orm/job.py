@@ -37,6 +37,13 @@ class EnumField(pw.CharField):
 
 class Queue(BaseModel):
     experiment = pw.ForeignKeyField(Experiment, backref="queues", on_delete="CASCADE")
+    output_dir = pw.TextField(null=True)  # set by `aiqc run`: config, log, metrics, report
+
+    def to_config(self, path):
+        """Write a YAML spec (plus the functions' source as a module) that reproduces this queue."""
+        from aiqc.spec import export
+
+        return export(self, path)
 
     def run_jobs(self, workers: int = 1, *, threads: int | None = None, progress: bool = True,
                  retry_failed: bool = False):

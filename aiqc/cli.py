@@ -1,0 +1,242 @@
+"""The ``aiqc`` command line.
+
+    aiqc run CONFIG.yaml [key=value +key=value ~key ...] [-m] [--output-dir DIR]
+    aiqc run CONFIG.yaml --help          # the config's keys and their current values
+    aiqc demo | list | show queue ID | show job ID | best QUEUE [--metric M]
+    aiqc report QUEUE PATH | worker --queue ID | db path | db upgrade
+
+Exit status 0 on success; on bad input a one-line error and status 2 (``--debug`` shows
+the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+from aiqc.exceptions import AIQCError
+
+logger = logging.getLogger("aiqc")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiqc", description="Run and inspect aiqc experiments.")
+    parser.add_argument("--db", help="SQLite file (default: the config's db, AIQC_DB, or the user data directory)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="build and run the experiment of a YAML spec", add_help=False)
+    run.add_argument("config", help="YAML spec")
+    run.add_argument("overrides", nargs="*", help="key=value, +key=value (add), ~key (remove)")
+    run.add_argument("-m", "--multirun", action="store_true",
+                     help="sweep: experiment.hyperparameters.NAME=a,b becomes one queue over those values")
+    run.add_argument("--output-dir", help="where to write the resolved config, log, metrics and report")
+    run.add_argument("-h", "--help", action="store_true", help="show the config's keys and values")
+
+    commands.add_parser("demo", help="a small experiment on the bundled iris data")
+    commands.add_parser("list", help="every queue, with jobs per state")
+    show = commands.add_parser("show", help="a queue's or a job's details")
+    show.add_argument("kind", choices=["queue", "job"])
+    show.add_argument("id", type=int)
+    best = commands.add_parser("best", help="the best job of a queue")
+    best.add_argument("queue", type=int)
+    best.add_argument("--metric")
+    best.add_argument("--split", default="validation")
+    report = commands.add_parser("report", help="write a queue's HTML report")
+    report.add_argument("queue", type=int)
+    report.add_argument("path")
+    worker = commands.add_parser("worker", help="join a queue as a worker")
+    worker.add_argument("--queue", type=int, required=True)
+    worker.add_argument("--threads", type=int)
+    db = commands.add_parser("db", help="the database: its path, or upgrade its schema")
+    db.add_argument("action", choices=["path", "upgrade"])
+    return parser
+
+
+def _options_first(argv: list[str]) -> list[str]:
+    """Let `aiqc run` take its options anywhere (Hydra style: `run CONFIG a=1 -m b=2,3`)."""
+    if "run" not in argv:
+        return argv
+    at = argv.index("run") + 1
+    head, rest, options = argv[:at], argv[at:], []
+    positionals = []
+    index = 0
+    while index < len(rest):
+        token = rest[index]
+        if token in ("-m", "--multirun", "-h", "--help"):
+            options.append(token)
+        elif token == "--output-dir" and index + 1 < len(rest):
+            options += [token, rest[index + 1]]
+            index += 1
+        elif token.startswith("--output-dir="):
+            options.append(token)
+        else:
+            positionals.append(token)
+        index += 1
+    return head + options + positionals
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(_options_first(list(sys.argv[1:] if argv is None else argv)))
+    logging.basicConfig(format="%(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)  # the terminal shows warnings; run.log gets everything
+    try:
+        return COMMANDS[args.command](args)
+    except BrokenPipeError:  # e.g. `aiqc show queue 1 | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (AIQCError, ValueError, LookupError) as error:
+        if args.debug:
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        sys.stderr.write(f"aiqc: error: {message}\n")
+        return 2
+
+
+def _setup(args: argparse.Namespace, default: str | None = None) -> Path:
+    import aiqc
+
+    return aiqc.setup(args.db or default)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text.rstrip("\n") + "\n")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from aiqc import spec as specs
+
+    config = specs.load(args.config, args.overrides, multirun=args.multirun)
+    if args.help:
+        _out(f"usage: aiqc run {args.config} [key=value ...] [-m] [--output-dir DIR]\n\nkeys of {args.config}:")
+        for key, value in specs.flatten(config):
+            _out(f"  {key} = {value!r}")
+        return 0
+    resolved = specs.to_dict(config)
+    specs.check_structure(resolved)
+    path = _setup(args, resolved.get("db"))
+    queue = specs.build(resolved, base=Path(args.config).resolve().parent)
+
+    now = dt.datetime.now()
+    output = Path(args.output_dir or resolved.get("output_dir") or Path("outputs") / now.strftime("%Y-%m-%d") /
+                  now.strftime("%H-%M-%S")).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    handler = logging.FileHandler(output / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    queue.output_dir = str(output)
+    queue.save(only=["output_dir"])
+    logger.info("queue %s from %s %s, database %s", queue.id, args.config, " ".join(args.overrides), path)
+    try:
+        run = resolved.get("run") or {}
+        summary = queue.run_jobs(workers=int(run.get("workers") or 1), threads=run.get("threads"))
+        logger.info("%s", summary)
+        queue.metrics_to_pandas().to_csv(output / "metrics.csv", index=False)
+        if summary.complete:
+            queue.report(output / "report.html")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    _out(f"queue {queue.id}: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed")
+    _out(f"output {output}")
+    if summary.complete:
+        best = queue.best_job()
+        _out(f"best job {best.id} {best.hyperparameters}")
+    return 0 if summary.failed == 0 else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from aiqc.demo import main as demo
+
+    return demo(["--db", args.db] if args.db else [])
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import aiqc
+
+    _setup(args)
+    frame = aiqc.list_queues()
+    _out("no queues yet" if frame.empty else frame.drop(columns=["created_at"]).to_string(index=False))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import aiqc
+
+    _setup(args)
+    if args.kind == "queue":
+        queue = aiqc.Queue.get_by_id(args.id)
+        experiment = queue.experiment
+        _out(f"queue {queue.id}: {experiment.library} {experiment.analysis_type}, splitset {experiment.splitset_id}, "
+             f"{queue.state_counts()}")
+        if queue.output_dir:
+            _out(f"output {queue.output_dir}")
+        _out(f"hyperparameters {experiment.hyperparameters}")
+        frame = queue.metrics_to_pandas()
+        if not frame.empty:
+            _out(frame.to_string(index=False))
+        return 0
+    job = aiqc.Job.get_by_id(args.id)
+    _out(f"job {job.id}: {job.state.value}, queue {job.queue_id}, repeat {job.repeat_index}, fold {job.fold_index}, "
+         f"seed {job.seed}, {job.seconds or 0:.2f} s")
+    _out(f"hyperparameters {job.hyperparameters}")
+    for split, values in job.metrics().items():
+        _out(f"{split:>11} " + "  ".join(f"{k}={v:.4f}" for k, v in values.items()))
+    if job.error:
+        _out(job.error)
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    import aiqc
+
+    _setup(args)
+    job = aiqc.Queue.get_by_id(args.queue).best_job(metric=args.metric, split=args.split)
+    _out(f"job {job.id} {job.hyperparameters}")
+    for split, values in job.metrics().items():
+        _out(f"{split:>11} " + "  ".join(f"{k}={v:.4f}" for k, v in values.items()))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import aiqc
+
+    _setup(args)
+    _out(str(aiqc.Queue.get_by_id(args.queue).report(args.path)))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from aiqc.worker import main as worker
+
+    return worker(["--queue", str(args.queue)] + (["--db", args.db] if args.db else [])
+                  + (["--threads", str(args.threads)] if args.threads else []))
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from aiqc.database import schema_version
+
+    path = _setup(args)
+    if args.action == "path":
+        _out(str(path))
+    else:
+        _out(f"{path}: schema version {schema_version()} (up to date)")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "show": cmd_show, "best": cmd_best,
+            "report": cmd_report, "worker": cmd_worker, "db": cmd_db}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
