@@ -124,7 +124,7 @@ def performance_data(queue: Any, metric: str | None, min_score: float | None = N
     for name, bound in (("min_score", min_score), ("max_score", max_score)):
         if bound is not None and not isinstance(bound, (int, float)):
             raise ValidationError.expected(name, "None or a number", bound)
-    frame = metrics_to_pandas(queue, [metric])
+    frame = metrics_to_pandas(queue, [metric], states=["COMPLETE"])
     wide = frame.pivot_table(index="job_id", columns="split", values=metric, aggfunc="first")
     other = "validation" if "validation" in wide else "test"
     if "train" not in wide or other not in wide:
@@ -144,17 +144,26 @@ def performance_data(queue: Any, metric: str | None, min_score: float | None = N
             "train": wide["train"].tolist(), "other": wide[other].tolist(), "labels": labels}
 
 
-def hyperparameter_data(queue: Any, metric: str | None = None, split: str = "validation") -> dict:
-    """Per hyperparameter with more than one value: the metric of every job, by value."""
+def _scores(queue: Any, metric: str | None, split: str) -> tuple[str, Any]:
+    """(metric, rows of COMPLETE jobs on ``split``) with the metric and split checked."""
     from aiqc import metrics
-    from aiqc.results import _hyperparameter_names, metrics_to_pandas
+    from aiqc.results import metrics_to_pandas
 
     analysis = _analysis(queue)
     metric = metric or metrics.default_metric(analysis)
-    frame = metrics_to_pandas(queue, [metric])
+    if metric not in metrics.names(analysis):
+        raise ValidationError.expected("metric", f"one of {list(metrics.names(analysis))!r}", metric)
+    frame = metrics_to_pandas(queue, [metric], states=["COMPLETE"])
     if split not in set(frame["split"]):
         raise ValidationError.expected("split", f"one of {sorted(set(frame['split']))!r}", split)
-    frame = frame[frame["split"] == split]
+    return metric, frame[frame["split"] == split]
+
+
+def hyperparameter_data(queue: Any, metric: str | None = None, split: str = "validation") -> dict:
+    """Per hyperparameter with more than one value: the metric of every COMPLETE job, by value."""
+    from aiqc.results import _hyperparameter_names
+
+    metric, frame = _scores(queue, metric, split)
     out = {}
     for name in _hyperparameter_names(queue):
         values = frame[name].map(str)
@@ -164,16 +173,8 @@ def hyperparameter_data(queue: Any, metric: str | None = None, split: str = "val
 
 
 def repeat_spread_data(queue: Any, metric: str | None = None, split: str = "validation") -> dict:
-    """Per hyperparameter combination: the metric of each repeat and fold."""
-    from aiqc import metrics
-    from aiqc.results import metrics_to_pandas
-
-    analysis = _analysis(queue)
-    metric = metric or metrics.default_metric(analysis)
-    frame = metrics_to_pandas(queue, [metric])
-    if split not in set(frame["split"]):
-        raise ValidationError.expected("split", f"one of {sorted(set(frame['split']))!r}", split)
-    frame = frame[frame["split"] == split]
+    """Per hyperparameter combination: the metric of each COMPLETE repeat and fold."""
+    metric, frame = _scores(queue, metric, split)
     groups = {int(k): g[metric].tolist() for k, g in frame.groupby("hyperparamset")}
     return {"metric": metric, "split": split, "combinations": groups}
 
