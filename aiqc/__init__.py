@@ -33,7 +33,7 @@ _LAZY = {
     "Experiment": "aiqc.orm",
     "Queue": "aiqc.orm",
     "Job": "aiqc.orm",
-    "JobState": "aiqc.orm",
+    "JobState": "aiqc.states",
     "datum": None,
     "plots": None,
 }

@@ -177,8 +177,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.kind == "queue":
         queue = aiqc.Queue.get_by_id(args.id)
         experiment = queue.experiment
+        counts = {state.value: n for state, n in queue.state_counts().items()}
         _out(f"queue {queue.id}: {experiment.library} {experiment.analysis_type}, splitset {experiment.splitset_id}, "
-             f"{queue.state_counts()}")
+             f"{counts}")
         if queue.output_dir:
             _out(f"output {queue.output_dir}")
         _out(f"hyperparameters {experiment.hyperparameters}")
@@ -187,7 +188,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             _out(frame.to_string(index=False))
         return 0
     job = aiqc.Job.get_by_id(args.id)
-    _out(f"job {job.id}: {job.state.value}, queue {job.queue_id}, repeat {job.repeat_index}, fold {job.fold_index}, "
+    _out(f"job {job.id}: {job.state}, queue {job.queue_id}, repeat {job.repeat_index}, fold {job.fold_index}, "
          f"seed {job.seed}, {job.seconds or 0:.2f} s")
     _out(f"hyperparameters {job.hyperparameters}")
     for split, values in job.metrics().items():

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import peewee as pw
 
+from aiqc import caches
 from aiqc.config import resolve_db_path
 from aiqc.exceptions import DatabaseError, ValidationError
 from aiqc.orm import MODELS, SCHEMA_VERSION, SchemaInfo, database_proxy
+from aiqc.orm.base import ensure_database, register_default_opener
 
 logger = logging.getLogger(__name__)
 
@@ -102,15 +104,14 @@ def _add_missing_columns(database: pw.Database) -> None:
 
 
 def schema_version() -> int:
+    """The schema version recorded in the open database (opening the default one if needed)."""
     ensure_setup()
     return int(SchemaInfo.get(SchemaInfo.key == "schema_version").value)
 
 
 def ensure_setup() -> pw.Database:
     """The bound database, opening the default one on first use."""
-    if database_proxy.obj is None:
-        setup()
-    return database_proxy.obj
+    return ensure_database()
 
 
 def current_path() -> Path | None:
@@ -121,14 +122,7 @@ def current_path() -> Path | None:
 
 def clear_caches() -> None:
     """Forget what this process cached from a database (read data, encoded samples, models)."""
-    import sys
-
-    from aiqc.orm.dataset import _read_frame
-
-    _read_frame.cache_clear()
-    for module, name in (("aiqc.training", "_encoded_samples"), ("aiqc.inference", "_model")):
-        if module in sys.modules:  # only if it was ever used
-            getattr(sys.modules[module], name).cache_clear()
+    caches.clear()
 
 
 def destroy_db(confirm: bool = False, db: str | os.PathLike | None = None) -> bool:
@@ -154,3 +148,6 @@ def destroy_db(confirm: bool = False, db: str | os.PathLike | None = None) -> bo
             removed = True
     logger.info("aiqc database removed: %s", path)
     return removed
+
+
+register_default_opener(setup)

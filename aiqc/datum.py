@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aiqc.analysis import AnalysisType
 from aiqc.exceptions import ValidationError
 
 if TYPE_CHECKING:
@@ -12,11 +13,13 @@ if TYPE_CHECKING:
 
 #: name -> (label column, analysis type, description)
 DATUMS = {
-    "iris.tsv": ("species", "classification_multi", "Fisher's iris: 3 species, 4 measurements."),
-    "iris_10x.tsv": ("species", "classification_multi", "Iris x10 with 2% jitter: 1,500 rows, for folds."),
-    "breast_cancer.csv": ("diagnosis", "classification_binary", "Wisconsin diagnostic breast cancer: 30 features."),
-    "diabetes.csv": ("progression", "regression", "Diabetes progression after one year: 10 baseline features."),
-    "wine.parquet": ("cultivar", "classification_multi", "Wine recognition: 3 cultivars, 13 chemical measures."),
+    "iris.tsv": ("species", AnalysisType.CLASSIFICATION_MULTI, "Fisher's iris: 3 species, 4 measurements."),
+    "iris_10x.tsv": ("species", AnalysisType.CLASSIFICATION_MULTI, "Iris x10 with 2% jitter: 1,500 rows, for folds."),
+    "breast_cancer.csv": ("diagnosis", AnalysisType.CLASSIFICATION_BINARY,
+                          "Wisconsin diagnostic breast cancer: 30 features."),
+    "diabetes.csv": ("progression", AnalysisType.REGRESSION,
+                     "Diabetes progression after one year: 10 baseline features."),
+    "wine.parquet": ("cultivar", AnalysisType.CLASSIFICATION_MULTI, "Wine recognition: 3 cultivars, 13 chemical measures."),
 }
 
 
@@ -55,5 +58,5 @@ def list_datums() -> "pd.DataFrame":
     for name, (label, analysis_type, description) in DATUMS.items():
         df = to_pandas(name)
         rows.append(dict(name=name, rows=len(df), columns=df.shape[1], label=label,
-                         analysis_type=analysis_type, description=description))
+                         analysis_type=analysis_type.value, description=description))
     return pd.DataFrame(rows)

@@ -1,9 +1,18 @@
-"""Exceptions raised by aiqc.
+"""Every exception aiqc raises, in one hierarchy under :class:`AIQCError`.
 
 Every error caused by a bad argument is a :class:`ValidationError`, which is also a
 ``ValueError``; its message names the parameter, what was expected and what was received.
 Validation happens before anything is written, so a ValidationError leaves the database
 exactly as it was.
+
+    AIQCError
+    ├── ValidationError (ValueError)        a bad argument; nothing was written
+    ├── ChartNotApplicableError (ValueError) a chart that does not apply to this job or queue
+    ├── MissingExtraError (ImportError)     an optional dependency is not installed
+    ├── DatabaseError                        the database cannot be opened or is too new
+    ├── NotFoundError (LookupError)          no record with that id
+    ├── UserFunctionError                    a user function returned something unusable
+    └── JobPruned                            raised inside fn_train when the pruner stops a job
 """
 
 from __future__ import annotations
@@ -14,6 +23,9 @@ __all__ = [
     "MissingExtraError",
     "DatabaseError",
     "NotFoundError",
+    "ChartNotApplicableError",
+    "UserFunctionError",
+    "JobPruned",
 ]
 
 
@@ -40,6 +52,20 @@ class DatabaseError(AIQCError):
 
 class NotFoundError(AIQCError, LookupError):
     """A record asked for by id does not exist."""
+
+
+class ChartNotApplicableError(AIQCError, ValueError):
+    """A chart does not apply to this job or queue: another analysis type, nothing recorded
+    for it (no history, no probabilities), or not enough finished trials yet."""
+
+
+class UserFunctionError(AIQCError):
+    """A user function returned something aiqc cannot use; the job is marked FAILED."""
+
+
+class JobPruned(AIQCError):
+    """Raised inside ``fn_train`` (by ``aiqc.record_epoch``) when the pruner stops the job;
+    let it propagate: aiqc measures the model as it stands and records the job as PRUNED."""
 
 
 def _show(value: object) -> str:

@@ -52,38 +52,20 @@ def expand_grid(hyperparameters: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
-def check_analysis_against_label(analysis: AnalysisType, label: Any) -> None:
-    """The analysis type must agree with what the label holds."""
-    import pandas as pd
-
-    numeric = pd.api.types.is_numeric_dtype(label.dtype) and not pd.api.types.is_bool_dtype(label.dtype)
-    if analysis is AnalysisType.REGRESSION and not numeric:
-        raise ValidationError(
-            f"analysis_type: expected a classification type for the {label.dtype} label {label.column!r} "
-            f"(classes {label.classes[:5]!r}); received 'regression'."
-        )
-    if analysis.is_classification and not label.categorical:
-        raise ValidationError(
-            f"analysis_type: expected 'regression' for the continuous label {label.column!r} (dtype "
-            f"{label.dtype}); received {analysis.value!r}."
-        )
-    if analysis is AnalysisType.CLASSIFICATION_BINARY and label.unique_count != 2:
-        raise ValidationError(
-            f"analysis_type: expected 'classification_multi' for the label {label.column!r} with "
-            f"{label.unique_count} classes; received 'classification_binary', which needs exactly 2."
-        )
-
-
-def make_experiment(*, library, analysis_type, fn_build, fn_train, fn_lose, fn_optimize, fn_predict,
-                    repeat_count, hyperparameters, splitset_id, hide_test, search=None, name=None, description=None):
+def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train: Any, fn_lose: Any,
+                    fn_optimize: Any, fn_predict: Any, repeat_count: Any, hyperparameters: Any, splitset_id: Any,
+                    hide_test: Any, search: Any = None, name: Any = None, description: Any = None) -> Any:
+    """Validate every argument of ``Experiment.make`` (see there), then store the experiment,
+    its combinations, a Queue and its Jobs in one transaction; return the Queue."""
     from aiqc import functions
     from aiqc import search as searching
-    from aiqc.backends import get_backend
+    from aiqc.backends import get_backend, parse_library
     from aiqc.database import ensure_setup
-    from aiqc.orm import Experiment, Fold, Hyperparamset, Job, Queue, Splitset
+    from aiqc.orm import Experiment, Fold, Queue, Splitset
 
     database = ensure_setup()
     backend = get_backend(library)
+    library = parse_library(library)
     analysis = AnalysisType.parse(analysis_type)
     backend.check_installed()
     if isinstance(repeat_count, bool) or not isinstance(repeat_count, numbers.Integral) or repeat_count < 1:
@@ -94,7 +76,7 @@ def make_experiment(*, library, analysis_type, fn_build, fn_train, fn_lose, fn_o
         if value is not None and not isinstance(value, str):
             raise ValidationError.expected(key, "None or a string", value)
     search = searching.Search.parse(search)
-    sampled = search is not None and search.strategy != "grid"
+    sampled = search is not None and search.samples
     grid = check_hyperparameters(hyperparameters, sampled)
     if search is not None:
         search = search.resolved(analysis, any(searching.is_distribution(v) for v in grid.values()))
@@ -109,7 +91,7 @@ def make_experiment(*, library, analysis_type, fn_build, fn_train, fn_lose, fn_o
     splitset = Splitset.get_or_none(Splitset.id == int(splitset_id))
     if splitset is None:
         raise ValidationError.expected("splitset_id", "the id of an existing Splitset", splitset_id)
-    check_analysis_against_label(analysis, splitset.label)
+    analysis.spec.check_label(splitset.label)
     if search is not None and search.split == "validation" and not splitset.fold_count and not splitset.count_validation:
         raise ValidationError.expected("search.split", f"'train' or 'test' (splitset {splitset.id} has no validation "
                                        "split or folds)", search.split)
@@ -126,7 +108,7 @@ def make_experiment(*, library, analysis_type, fn_build, fn_train, fn_lose, fn_o
 
     with database.atomic():
         experiment = Experiment.create(
-            splitset=splitset, library=backend.name, analysis_type=analysis.value, repeat_count=int(repeat_count),
+            splitset=splitset, library=library, analysis_type=analysis, repeat_count=int(repeat_count),
             hide_test=hide_test, hyperparameters=searching.dumps_grid(grid), functions=blob, sources=sources,
             search=None if search is None else search.to_json(), name=name, description=description,
         )

@@ -6,11 +6,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from aiqc.analysis import AnalysisType
+from aiqc import caches
 from aiqc.data.frames import is_numeric
 from aiqc.exceptions import ValidationError
+from aiqc.states import JobState
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +45,7 @@ def check_rows(df: Any, feature_columns: list[str], dtypes: dict[str, str], labe
     return frame.reset_index(drop=True)
 
 
+@caches.register
 @lru_cache(maxsize=4)
 def _model(job_id: int, database: str) -> Any:
     from aiqc.orm import Job
@@ -59,14 +59,14 @@ def predict(job: Any, df: "pd.DataFrame") -> "pd.DataFrame":
     import pandas as pd
 
     from aiqc.backends import get_backend
-    from aiqc.orm import JobState, database_proxy
+    from aiqc.orm import database_proxy
 
     if job.state is not JobState.COMPLETE:
-        raise ValidationError(f"job: expected a COMPLETE job; job {job.id} is {job.state.value}.")
+        raise ValidationError(f"job: expected a {JobState.COMPLETE} job; job {job.id} is {job.state}.")
     experiment = job.queue.experiment
     splitset = experiment.splitset
     feature, label = splitset.feature, splitset.label
-    analysis = AnalysisType.parse(experiment.analysis_type)
+    analysis = experiment.analysis_type
     frame = check_rows(df, feature.columns, feature.dataset.dtypes, label.column)
     fold = job.fold_index
     try:
@@ -84,31 +84,5 @@ def predict(job: Any, df: "pd.DataFrame") -> "pd.DataFrame":
         predictions, probabilities = result.predictions, result.probabilities
     else:
         predictions, probabilities = (backend.to_numpy(v) for v in fn_predict(model, backend.to_samples(features, None, analysis)))
-    label_encoders = splitset.encoders_for(fold, side="label")
-    out = pd.DataFrame(index=df.index)
-    if not analysis.is_classification:
-        values = np.asarray(predictions, dtype=np.float64).reshape(len(frame), -1)
-        if label_encoders and hasattr(label_encoders[0].fitted, "inverse_transform"):
-            values = label_encoders[0].fitted.inverse_transform(values)
-        out["prediction"] = values.ravel() if values.shape[1] == 1 else list(values)
-        return out
-    classes = class_names(splitset)
-    indices = np.asarray(predictions).reshape(-1).astype(np.int64)
-    out["prediction"] = np.asarray(classes, dtype=object)[indices]
-    if probabilities is not None:
-        probabilities = np.asarray(probabilities, dtype=np.float64)
-        if probabilities.ndim == 1:
-            probabilities = np.column_stack([1 - probabilities, probabilities])
-        for position, name in enumerate(classes):
-            out[f"probability_{name}"] = probabilities[:, position]
-    return out
-
-
-def class_names(splitset: Any) -> list:
-    """Class values in the order of the model's outputs: the label encoder's categories
-    (OneHotEncoder / OrdinalEncoder sort them), else the label's sorted classes."""
-    encoders = splitset.encoders_for(None, side="label")
-    categories = getattr(encoders[0].fitted, "categories_", None) if encoders else None
-    if categories is not None and len(categories) == 1:
-        return [v.item() if hasattr(v, "item") else v for v in categories[0]]
-    return list(splitset.label.classes)
+    columns = analysis.spec.decode(predictions, probabilities, splitset.label_encoder(fold), splitset.class_names())
+    return pd.DataFrame(columns, index=df.index)

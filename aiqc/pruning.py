@@ -1,34 +1,29 @@
 """Pruning: per-epoch values reach aiqc while a job trains, and a pruner stops a job whose
 trial is doing worse than the others at the same epoch.
 
-The runner activates a :class:`Reporter` for a job of a search with a pruner. The Keras
-backend adds a callback to the user's ``model.fit``; for PyTorch, :func:`aiqc.torch_fit`
-and :func:`aiqc.record_epoch` report each epoch and raise :class:`JobPruned` when the job
-should stop. Repeats and folds of a combination are judged together: a trial's value at an
-epoch is the mean over its jobs that reached it.
+The training service listens with a :class:`Reporter` while a job of a search trains
+(:func:`aiqc.backends.epochs.listen`). The Keras backend adds a callback to the user's
+``model.fit``; for PyTorch, :func:`aiqc.torch_fit` and :func:`aiqc.record_epoch` report each
+epoch and raise :class:`aiqc.exceptions.JobPruned` when the job should stop. Repeats and
+folds of a combination are judged together: a trial's value at an epoch is the mean over
+its jobs that reached it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
-from typing import Any
+from typing import Any, Iterator
 
-from aiqc.exceptions import AIQCError
-
-_active: "Reporter | None" = None
-
-
-class JobPruned(AIQCError):
-    """Raised inside ``fn_train`` (by ``record_epoch``) when the pruner stops the job."""
-
-
-def active() -> "Reporter | None":
-    return _active
+from aiqc.backends import epochs
+from aiqc.states import JobState, TrialState
 
 
 class Reporter:
-    def __init__(self, job: Any, search: Any):
+    """Stores the ``prune_on`` value of each epoch of one job and decides whether to stop it."""
+
+    def __init__(self, job: Any, search: Any) -> None:
         self.job_id = job.id
         self.queue_id = job.queue_id
         self.trial_id = job.hyperparamset_id
@@ -37,17 +32,15 @@ class Reporter:
         self._history: list[float] = []  # this job's reported values, by epoch
         self._complete_curves: dict[int, list[float]] | None = None  # epoch -> COMPLETE trials' means
 
-    def __enter__(self) -> "Reporter":
-        global _active
-        _active = self
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        global _active
-        _active = None
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[Reporter]:
+        """Receive every epoch the job's training reports in this context."""
+        with epochs.listen(self.report):
+            yield self
 
     @property
     def pruned(self) -> bool:
+        """Whether the pruner stopped the job."""
         return self.pruned_at is not None
 
     def report(self, epoch: int, values: dict) -> bool:
@@ -69,33 +62,27 @@ class Reporter:
         return self.pruned
 
     # --- the decisions ---------------------------------------------------------------------
-    def _trial_values(self, epoch: int, finished_only: bool) -> tuple[float | None, list[float]]:
-        """(this trial's mean at ``epoch``, other trials' means at ``epoch``)."""
-        from aiqc.orm import Hyperparamset, IntermediateValue, Job, JobState
+    def _trial_values(self, epoch: int) -> tuple[float | None, list[float]]:
+        """(this trial's mean at ``epoch``, every other trial's mean at ``epoch``)."""
+        from aiqc.orm import IntermediateValue, Job
 
-        query = (IntermediateValue.select(Job.hyperparamset, IntermediateValue.value, Job.state)
+        query = (IntermediateValue.select(Job.hyperparamset, IntermediateValue.value)
                  .join(Job).where((Job.queue == self.queue_id) & (IntermediateValue.epoch == epoch)
                                   & IntermediateValue.value.is_null(False)).tuples())
         per_trial: dict[int, list[float]] = {}
-        finished: dict[int, bool] = {}
-        for trial, value, state in query:
+        for trial, value in query:
             per_trial.setdefault(trial, []).append(value)
-            finished[trial] = finished.get(trial, True) and JobState(state) in (JobState.COMPLETE, JobState.PRUNED)
         mine = per_trial.pop(self.trial_id, None)
-        if finished_only:
-            complete = self._complete_trials()
-            others = [statistics.fmean(v) for t, v in per_trial.items() if t in complete]
-        else:
-            others = [statistics.fmean(v) for v in per_trial.values()]
+        others = [statistics.fmean(v) for v in per_trial.values()]
         return (statistics.fmean(mine) if mine else None), others
 
     def _complete_trials(self) -> set[int]:
-        from aiqc.orm import Job, JobState
+        from aiqc.orm import Job
 
         states: dict[int, set] = {}
         for trial, state in Job.select(Job.hyperparamset, Job.state).where(Job.queue == self.queue_id).tuples():
             states.setdefault(trial, set()).add(JobState(state))
-        return {t for t, s in states.items() if s == {JobState.COMPLETE}}
+        return {t for t, s in states.items() if TrialState.of_jobs(s) is TrialState.COMPLETE}
 
     def _worse(self, value: float, threshold: float) -> bool:
         return value > threshold if self.search.prune_minimize else value < threshold
@@ -140,14 +127,9 @@ class Reporter:
             rung *= rate
         if rung != reached or reached <= self.search.n_warmup_epochs:
             return False
-        mine, others = self._trial_values(epoch, finished_only=False)
+        mine, others = self._trial_values(epoch)
         if mine is None or len(others) + 1 < rate:
             return False
         ranked = sorted(others + [mine], reverse=not self.search.prune_minimize)
         keep = max(1, len(ranked) // rate)
         return self._worse(mine, ranked[keep - 1])
-
-
-def report(epoch: int, values: dict) -> bool:
-    """Report an epoch to the active reporter, if any; True when the job should stop."""
-    return False if _active is None else _active.report(epoch, values)

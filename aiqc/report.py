@@ -8,7 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from aiqc.exceptions import AIQCError, ValidationError
+from aiqc.analysis import JobChart
+from aiqc.exceptions import AIQCError, ChartNotApplicableError, ValidationError
+from aiqc.states import JobState
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +33,20 @@ def _table(frame: Any, max_rows: int = 30) -> str:
     return text
 
 
+#: job chart -> (title, draw(best job, split)) for the report
+JOB_CHARTS = {
+    JobChart.CONFUSION_MATRIX: ("Confusion matrices", lambda plots, job, split: plots.plot_confusion_matrix(job)),
+    JobChart.ROC_CURVE: ("ROC curve", lambda plots, job, split: plots.plot_roc_curve(job, split)),
+    JobChart.PRECISION_RECALL: ("Precision-recall", lambda plots, job, split: plots.plot_precision_recall(job, split)),
+    JobChart.PREDICTED_VS_ACTUAL: ("Predicted vs actual", lambda plots, job, split: plots.plot_regression(job, split)),
+}
+
+
 def figures(queue: Any) -> list[tuple[str, Any]]:
     """(title, figure) for every chart that applies to the queue and its best job."""
     from aiqc import plots
-    from aiqc.analysis import AnalysisType
 
-    analysis = AnalysisType.parse(queue.experiment.analysis_type)
+    analysis = queue.experiment.analysis_type.spec
     best = queue.best_job()
     splits = list(best.metrics())
     test_or_last = "test" if "test" in splits else splits[-1]
@@ -45,15 +55,12 @@ def figures(queue: Any) -> list[tuple[str, Any]]:
               ("Hyperparameters", lambda: plots.plot_hyperparameters(queue, split=evaluated)),
               ("Spread across repeats and folds", lambda: plots.plot_repeat_spread(queue, split=evaluated)),
               (f"Learning curve of the best job ({best.id})", lambda: plots.plot_learning_curve(best))]
-    if analysis.is_classification:
-        charts += [("Confusion matrices", lambda: plots.plot_confusion_matrix(best)),
-                   ("ROC curve", lambda: plots.plot_roc_curve(best, test_or_last)),
-                   ("Precision-recall", lambda: plots.plot_precision_recall(best, test_or_last))]
-    else:
-        charts.append(("Predicted vs actual", lambda: plots.plot_regression(best, test_or_last)))
-    search = queue.experiment.search
-    if search:
-        if search.get("strategy", "grid") != "grid":
+    for chart in analysis.charts:
+        title, draw = JOB_CHARTS[chart]
+        charts.append((title, lambda draw=draw: draw(plots, best, test_or_last)))
+    search = queue.experiment.search_settings
+    if search is not None:
+        if search.samples:
             charts += [("Optimisation history", lambda: plots.plot_optimization_history(queue)),
                        ("Hyperparameter importance", lambda: plots.plot_param_importance(queue)),
                        ("Slices", lambda: plots.plot_slice(queue))]
@@ -66,21 +73,20 @@ def figures(queue: Any) -> list[tuple[str, Any]]:
     for title, make in charts:
         try:
             out.append((title, make()))
-        except ValidationError as error:  # e.g. no history recorded: leave that chart out, say why
+        except ChartNotApplicableError as error:  # e.g. no history recorded: leave that chart out, say why
             logger.info("report: %s left out: %s", title, error)
     return out
 
 
 def _numeric_searched(queue: Any) -> list[str]:
-    from aiqc.search import Float, Int, from_json
+    from aiqc.search import Float, Int, loads_grid
 
-    return [n for n, v in queue.experiment.hyperparameters.items() if isinstance(from_json(v), (Int, Float))]
+    return [n for n, v in loads_grid(queue.experiment.hyperparameters).items() if isinstance(v, (Int, Float))]
 
 
 def write_report(queue: Any, path: str | Path) -> Path:
+    """Write the queue's report to ``path`` (.html); returns the absolute path."""
     import plotly.offline
-
-    from aiqc.orm import JobState
 
     path = Path(path).expanduser()
     if path.suffix.lower() not in (".html", ".htm"):
@@ -88,15 +94,15 @@ def write_report(queue: Any, path: str | Path) -> Path:
     if not path.parent.is_dir():
         raise ValidationError(f"path: expected a file in an existing directory; received {str(path)!r}.")
     counts = queue.state_counts()
-    if counts[JobState.COMPLETE.value] == 0:
-        raise AIQCError(f"queue {queue.id} has no COMPLETE job to report on yet; run queue.run_jobs() first.")
+    if counts[JobState.COMPLETE] == 0:
+        raise AIQCError(f"queue {queue.id} has no {JobState.COMPLETE} job to report on yet; run queue.run_jobs() first.")
     experiment = queue.experiment
     best = queue.best_job()
     parts = [
         f"<h1>aiqc report: queue {queue.id}</h1>",
-        f"<p>{html.escape(experiment.library)} · {html.escape(experiment.analysis_type)} · splitset "
+        f"<p>{html.escape(experiment.library.value)} · {html.escape(experiment.analysis_type.value)} · splitset "
         f"{experiment.splitset_id} · {sum(counts.values())} jobs: "
-        + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n) + "</p>",
+        + ", ".join(f"{n} {s.value.lower()}" for s, n in counts.items() if n) + "</p>",
         f"<h2>Best job: {best.id}</h2>",
         "<p>" + html.escape(", ".join(f"{k}={v}" for k, v in best.hyperparameters.items())) + "</p>",
         _table(_best_metrics(best)),

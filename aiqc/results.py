@@ -5,22 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aiqc.analysis import AnalysisType
 from aiqc.exceptions import ValidationError
+from aiqc.states import JobState
 
 if TYPE_CHECKING:
     import pandas as pd
 
 SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
-
-
-def _hyperparameter_names(queue: Any) -> list[str]:
-    from aiqc.orm import Hyperparamset
-
-    names: list[str] = []
-    for row in Hyperparamset.select(Hyperparamset.hyperparameters).where(Hyperparamset.experiment == queue.experiment_id):
-        names += [n for n in row.hyperparameters if n not in names]
-    return names
 
 
 def metrics_to_pandas(queue: Any, selected_metrics: list[str] | None = None, sort_by: str | list[str] | None = None,
@@ -30,15 +21,10 @@ def metrics_to_pandas(queue: Any, selected_metrics: list[str] | None = None, sor
     those states (COMPLETE, PRUNED); by default both."""
     import pandas as pd
 
-    from aiqc.orm import Hyperparamset, Job, JobState, Metric
+    from aiqc.orm import Hyperparamset, Job, Metric
 
     if states is not None:
-        if isinstance(states, str):
-            states = [states]
-        try:
-            states = [JobState(s if not isinstance(s, JobState) else s.value) for s in states]
-        except ValueError:
-            raise ValidationError.expected("states", f"names among {[s.value for s in JobState]!r}", states) from None
+        states = JobState.parse_many(states)
     query = (Metric.select(Metric.split, Metric.name, Metric.value, Job.id.alias("job_id"), Job.repeat_index,
                            Job.fold, Job.state, Job.seconds, Hyperparamset.index, Hyperparamset.hyperparameters)
              .join(Job).join(Hyperparamset).where(Job.queue == queue))
@@ -46,8 +32,8 @@ def metrics_to_pandas(queue: Any, selected_metrics: list[str] | None = None, sor
         query = query.where(Job.state.in_(states))
     query = query.dicts()
     rows = list(query)
-    names = _hyperparameter_names(queue)
-    metric_names = _metric_names(queue)
+    names = queue.experiment.hyperparameter_names()
+    metric_names = list(queue.experiment.analysis_type.spec.metrics)
     if selected_metrics is not None:
         if isinstance(selected_metrics, str):
             selected_metrics = [selected_metrics]
@@ -67,7 +53,7 @@ def metrics_to_pandas(queue: Any, selected_metrics: list[str] | None = None, sor
         hyperparamset=values["job_id"].map(jobs["index"]),
         repeat=values["job_id"].map(jobs["repeat_index"]),
         fold=values["job_id"].map(jobs["fold"]).map(lambda f: fold_index.get(f) if f == f and f is not None else None).astype("Int64"),
-        state=values["job_id"].map(jobs["state"]).map(lambda s: getattr(s, "value", s)),
+        state=values["job_id"].map(jobs["state"]).map(lambda s: JobState(s).value),
         seconds=values["job_id"].map(jobs["seconds"]),
     )
     for name in names:
@@ -86,19 +72,13 @@ def metrics_to_pandas(queue: Any, selected_metrics: list[str] | None = None, sor
     return wide.reset_index(drop=True)
 
 
-def _metric_names(queue: Any) -> list[str]:
-    from aiqc import metrics
-
-    return list(metrics.names(AnalysisType.parse(queue.experiment.analysis_type)))
-
-
 def metrics_aggregate(queue: Any, selected_metrics: list[str] | None = None,
                       stats: tuple[str, ...] = ("mean", "std", "min", "max")) -> "pd.DataFrame":
     """Per hyperparameter combination and split: ``stats`` of each metric across repeats
     and folds, plus how many jobs were measured (``job_count``)."""
-    frame = metrics_to_pandas(queue, selected_metrics, states=["COMPLETE"])
-    names = _hyperparameter_names(queue)
-    metric_names = [c for c in frame.columns if c in set(selected_metrics or _metric_names(queue))]
+    frame = metrics_to_pandas(queue, selected_metrics, states=[JobState.COMPLETE])
+    names = queue.experiment.hyperparameter_names()
+    metric_names = [c for c in frame.columns if c in set(selected_metrics or queue.experiment.analysis_type.spec.metrics)]
     if frame.empty:
         import pandas as pd
 
@@ -117,23 +97,20 @@ def metrics_aggregate(queue: Any, selected_metrics: list[str] | None = None,
 def best_job(queue: Any, metric: str | None = None, split: str = "validation") -> Any:
     """The COMPLETE job with the best ``metric`` on ``split`` (default metric: accuracy
     for classification, r2 for regression; lower is better for losses and errors)."""
-    from aiqc import metrics
     from aiqc.orm import Job
 
-    analysis = AnalysisType.parse(queue.experiment.analysis_type)
-    metric = metric or metrics.default_metric(analysis)
-    if metric not in metrics.names(analysis):
-        raise ValidationError.expected("metric", f"one of {list(metrics.names(analysis))!r}", metric)
-    frame = metrics_to_pandas(queue, [metric], states=["COMPLETE"])
+    spec = queue.experiment.analysis_type.spec
+    metric = spec.check_metric(metric)
+    frame = metrics_to_pandas(queue, [metric], states=[JobState.COMPLETE])
     available = sorted(frame["split"].unique(), key=SPLIT_ORDER.get)
     if split not in available:
         if frame.empty:
-            raise ValidationError(f"queue: expected COMPLETE jobs to choose from; queue {queue.id} has none yet.")
+            raise ValidationError(f"queue: expected {JobState.COMPLETE} jobs to choose from; queue {queue.id} has none yet.")
         raise ValidationError.expected("split", f"one of the measured splits {available!r}", split)
     scores = frame[frame["split"] == split].dropna(subset=[metric])
     if scores.empty:
         raise ValidationError(f"metric: {metric!r} is undefined on the {split} split of every job of queue {queue.id}.")
-    ascending = metric in metrics.LOWER_IS_BETTER
+    ascending = spec.lower_is_better(metric)
     best = scores.sort_values([metric, "job_id"], ascending=[ascending, True], kind="stable").iloc[0]
     return Job.get_by_id(int(best["job_id"]))
 
@@ -141,18 +118,15 @@ def best_job(queue: Any, metric: str | None = None, split: str = "validation") -
 def best_params(queue: Any, metric: str | None = None, split: str = "validation") -> dict:
     """The hyperparameters of the combination whose mean ``metric`` on ``split`` (over its
     COMPLETE repeats and folds) is best."""
-    from aiqc import metrics
     from aiqc.orm import Hyperparamset
 
-    analysis = AnalysisType.parse(queue.experiment.analysis_type)
-    metric = metric or metrics.default_metric(analysis)
-    if metric not in metrics.names(analysis):
-        raise ValidationError.expected("metric", f"one of {list(metrics.names(analysis))!r}", metric)
+    spec = queue.experiment.analysis_type.spec
+    metric = spec.check_metric(metric)
     aggregate = metrics_aggregate(queue, [metric], stats=("mean",))
     scores = aggregate[aggregate["split"] == split].dropna(subset=[f"{metric}_mean"])
     if scores.empty:
-        raise ValidationError(f"queue: expected COMPLETE jobs measured on {split!r}; queue {queue.id} has none.")
-    ascending = metric in metrics.LOWER_IS_BETTER
+        raise ValidationError(f"queue: expected {JobState.COMPLETE} jobs measured on {split!r}; queue {queue.id} has none.")
+    ascending = spec.lower_is_better(metric)
     best = scores.sort_values([f"{metric}_mean", "hyperparamset"], ascending=[ascending, True], kind="stable").iloc[0]
     record = Hyperparamset.get((Hyperparamset.experiment == queue.experiment_id)
                                & (Hyperparamset.index == int(best["hyperparamset"])))
@@ -182,12 +156,11 @@ def list_queues() -> "pd.DataFrame":
         experiment = queue.experiment
         counts = queue.state_counts()
         rows.append(dict(queue_id=queue.id, experiment_id=experiment.id, splitset_id=experiment.splitset_id,
-                         library=experiment.library, analysis_type=experiment.analysis_type,
+                         library=experiment.library.value, analysis_type=experiment.analysis_type.value,
                          repeat_count=experiment.repeat_count, jobs=sum(counts.values()),
-                         **{s.lower(): n for s, n in counts.items()}, created_at=queue.created_at))
+                         **{s.value.lower(): n for s, n in counts.items()}, created_at=queue.created_at))
     return pd.DataFrame(rows, columns=["queue_id", "experiment_id", "splitset_id", "library", "analysis_type",
-                                       "repeat_count", "jobs", "queued", "running", "complete", "pruned", "failed",
-                                       "created_at"])
+                                       "repeat_count", "jobs", *(s.value.lower() for s in JobState), "created_at"])
 
 
 def _listing(model: Any, fields: dict[str, Any]) -> "pd.DataFrame":
@@ -204,8 +177,8 @@ def list_experiments() -> "pd.DataFrame":
     from aiqc.orm import Experiment
 
     return _listing(Experiment, {
-        "experiment_id": lambda e: e.id, "splitset_id": lambda e: e.splitset_id, "library": lambda e: e.library,
-        "analysis_type": lambda e: e.analysis_type, "hyperparameters": lambda e: e.hyperparameters,
+        "experiment_id": lambda e: e.id, "splitset_id": lambda e: e.splitset_id, "library": lambda e: e.library.value,
+        "analysis_type": lambda e: e.analysis_type.value, "hyperparameters": lambda e: e.hyperparameters,
         "repeat_count": lambda e: e.repeat_count, "hide_test": lambda e: e.hide_test, "created_at": lambda e: e.created_at})
 
 

@@ -89,30 +89,32 @@ def claim(queue_id: int, worker: str) -> int | None:
     the same write transaction, so two workers never create the same trial."""
     database = database_proxy.obj
     now = utcnow()
-    sql = ("UPDATE job SET state = 'RUNNING', worker = ?, heartbeat_at = ?, started_at = ?, "
+    sql = ("UPDATE job SET state = ?, worker = ?, heartbeat_at = ?, started_at = ?, "
            "attempts = attempts + 1, error = NULL "
-           "WHERE id = (SELECT id FROM job WHERE queue_id = ? AND state = 'QUEUED' ORDER BY id LIMIT 1) "
+           "WHERE id = (SELECT id FROM job WHERE queue_id = ? AND state = ? ORDER BY id LIMIT 1) "
            "RETURNING id")
+    parameters = (JobState.RUNNING.value, worker, now, now, queue_id, JobState.QUEUED.value)
     with database.atomic("IMMEDIATE"):
-        row = database.execute_sql(sql, (worker, now, now, queue_id)).fetchone()
+        row = database.execute_sql(sql, parameters).fetchone()
         if row is None and _extend_search(queue_id):
-            row = database.execute_sql(sql, (worker, now, now, queue_id)).fetchone()
+            row = database.execute_sql(sql, parameters).fetchone()
     return None if row is None else row[0]
 
 
 def _extend_search(queue_id: int) -> bool:
     """Add the next trial of a sampled search; False when the search is done (or a grid)."""
     from aiqc.experiment import add_trial
-    from aiqc.search import next_trial
+    from aiqc.sampling import next_trial
 
     queue = Queue.get_by_id(queue_id)
     experiment = queue.experiment
-    if not experiment.search or experiment.search.get("strategy", "grid") == "grid":
+    search = experiment.search_settings
+    if search is None or not search.samples:
         return False
     combination = next_trial(experiment)
     if combination is None:
         return False
-    add_trial(experiment, queue, experiment.hyperparamsets.count(), combination, experiment.search.get("seed"))
+    add_trial(experiment, queue, experiment.hyperparamsets.count(), combination, search.seed)
     return True
 
 
@@ -143,7 +145,7 @@ class Heartbeat:
         self._thread.join()
 
 
-def record(job_id: int, worker: str, outcome: Any, library: str, seconds: float,
+def record(job_id: int, worker: str, outcome: Any, library: Any, seconds: float,
            state: JobState = JobState.COMPLETE) -> bool:
     """Store a job's results and mark it COMPLETE (or PRUNED), if it is still ours.
     Returns whether it was."""
@@ -230,16 +232,18 @@ def requeue_failed(queue_id: int) -> int:
 
 def _summary(queue: Queue, ran: int, interrupted: bool) -> RunSummary:
     counts = queue.state_counts()
-    return RunSummary(queue.id, counts["COMPLETE"], counts["FAILED"], counts["QUEUED"], counts["RUNNING"], ran,
-                      interrupted, counts["PRUNED"])
+    return RunSummary(queue.id, counts[JobState.COMPLETE], counts[JobState.FAILED], counts[JobState.QUEUED],
+                      counts[JobState.RUNNING], ran, interrupted, counts[JobState.PRUNED])
 
 
-def _progress_bar(queue: Queue, enabled: bool):
+def _finished(counts: dict[JobState, int]) -> int:
+    return sum(n for state, n in counts.items() if state.is_finished)
+
+
+def _progress_bar(queue: Queue, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
-    counts = queue.state_counts()
-    return tqdm(total=queue.expected_job_count, initial=counts["COMPLETE"] + counts["FAILED"] + counts["PRUNED"],
-                desc="Training Models",
+    return tqdm(total=queue.expected_job_count, initial=_finished(queue.state_counts()), desc="Training Models",
                 disable=not enabled, unit="job")
 
 
@@ -265,7 +269,7 @@ def run_queue(queue: Queue, workers: int = 1, threads: int | None = None, progre
             def on_done(state: JobState) -> None:
                 bar.update(1)  # processed: complete or failed
                 if state is JobState.FAILED:
-                    bar.set_postfix(failed=queue.state_counts()["FAILED"], refresh=False)
+                    bar.set_postfix(failed=queue.state_counts()[JobState.FAILED], refresh=False)
 
             ran = work(queue.id, threads=threads, on_done=on_done)
         else:
@@ -294,8 +298,8 @@ def _run_processes(queue: Queue, workers: int, threads: int, bar: Any) -> int:
         while any(p.is_alive() for p in processes):
             time.sleep(0.5)
             counts = queue.state_counts()
-            bar.n = counts["COMPLETE"] + counts["FAILED"] + counts["PRUNED"]
-            bar.set_postfix(failed=counts["FAILED"], running=counts["RUNNING"], refresh=True)
+            bar.n = _finished(counts)
+            bar.set_postfix(failed=counts[JobState.FAILED], running=counts[JobState.RUNNING], refresh=True)
     except KeyboardInterrupt:
         for process in processes:
             process.join(timeout=30)
@@ -303,12 +307,12 @@ def _run_processes(queue: Queue, workers: int, threads: int, bar: Any) -> int:
     for process in processes:
         process.join()
     after = queue.state_counts()
-    bar.n = after["COMPLETE"] + after["FAILED"] + after["PRUNED"]
+    bar.n = _finished(after)
     bar.refresh()
     failed_exits = [p.exitcode for p in processes if p.exitcode not in (0, None)]
     if failed_exits:
         logger.warning("%d worker process(es) exited with codes %s", len(failed_exits), failed_exits)
-    return sum(max(0, after[s] - before[s]) for s in ("COMPLETE", "FAILED", "PRUNED"))
+    return sum(max(0, after[s] - before[s]) for s in JobState.finished())
 
 
 def worker_main(database: str, queue_id: int, threads: int | None = None) -> int:

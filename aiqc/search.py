@@ -8,21 +8,21 @@ through Optuna's ask/tell interface, with aiqc's tables as the only record.
     aiqc.Experiment.make(..., hyperparameters=hyperparameters,
                          search=aiqc.search.Search(strategy="bayesian", n_trials=40, pruner="median"))
 
-Each trial is a Hyperparamset with its Jobs (repeats x folds). Before each new trial the
-sampler is rebuilt from the finished trials in the database, so a search resumes after a
-crash and is shared by several workers; with ``seed`` set, a search run by one worker is
-reproducible.
+Each trial is a Hyperparamset with its Jobs (repeats x folds). This module holds the
+search space and settings, with no database and no Optuna at import; :mod:`aiqc.sampling`
+rebuilds the sampler from the finished trials in the database before each new trial.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from aiqc.analysis import AnalysisType
 from aiqc.exceptions import MissingExtraError, ValidationError
+from aiqc.metrics import lower_is_better
 
 MARK = "__aiqc_search__"
 STRATEGIES = ("grid", "random", "bayesian", "gp")
@@ -173,10 +173,9 @@ class Search:
             return cls(**value)
         raise ValidationError.expected("search", "None, a dict or aiqc.search.Search(...)", value)
 
-    def resolved(self, analysis: Any, has_distributions: bool) -> "Search":
+    def resolved(self, analysis: AnalysisType, has_distributions: bool) -> Search:
         """Checked, with defaults filled in for the analysis type."""
-        from aiqc import metrics
-
+        spec = AnalysisType.parse(analysis).spec
         if self.strategy not in STRATEGIES:
             raise ValidationError.expected("search.strategy", f"one of {STRATEGIES!r}", self.strategy)
         if self.pruner is not None and self.pruner not in PRUNERS:
@@ -192,13 +191,10 @@ class Search:
                                                self.n_trials)
         elif isinstance(self.n_trials, bool) or not isinstance(self.n_trials, numbers.Integral) or self.n_trials < 1:
             raise ValidationError.expected("search.n_trials", "an integer >= 1", self.n_trials)
-        metric = self.metric or metrics.default_metric(analysis)
-        if metric not in metrics.names(analysis):
-            raise ValidationError.expected("search.metric", f"one of {list(metrics.names(analysis))!r} for "
-                                           f"{analysis.value}", self.metric)
+        metric = spec.check_metric(self.metric, "search.metric")
         if self.split not in ("train", "validation", "test"):
             raise ValidationError.expected("search.split", "'train', 'validation' or 'test'", self.split)
-        direction = self.direction or ("minimize" if metric in metrics.LOWER_IS_BETTER else "maximize")
+        direction = self.direction or ("minimize" if spec.lower_is_better(metric) else "maximize")
         if direction not in ("maximize", "minimize"):
             raise ValidationError.expected("search.direction", "'maximize' or 'minimize'", self.direction)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)
@@ -212,22 +208,23 @@ class Search:
             raise ValidationError.expected("search.reduction_factor", "an integer >= 2", self.reduction_factor)
         if not isinstance(self.prune_on, str):
             raise ValidationError.expected("search.prune_on", "a history name such as 'val_loss'", self.prune_on)
-        if self.strategy != "grid" or self.pruner is not None:
-            require_optuna() if self.strategy != "grid" else None
+        if self.strategy != "grid":
+            require_optuna()
         return Search(self.strategy, self.n_trials, metric, self.split, direction, self.seed, self.pruner,
                       self.prune_on, self.n_startup_trials, self.n_warmup_epochs, self.reduction_factor)
 
     @property
     def samples(self) -> bool:
+        """Whether a sampler chooses the combinations (every strategy but grid)."""
         return self.strategy != "grid"
 
     @property
     def prune_minimize(self) -> bool:
-        from aiqc import metrics
-
-        return self.prune_on in metrics.LOWER_IS_BETTER or self.prune_on.endswith("loss")
+        """Whether a smaller ``prune_on`` value is better (losses and errors)."""
+        return lower_is_better(self.prune_on)
 
     def to_json(self) -> dict:
+        """The settings as stored in ``experiment.search``."""
         return {k: v for k, v in asdict(self).items() if k != "extra"}
 
 
@@ -262,92 +259,12 @@ def job_seed(seed: int, trial: int, repeat: int, fold: int) -> int:
     return (seed * 1_000_003 + trial * 10_007 + repeat * 101 + fold) % (2**31 - 1)
 
 
-# --- the sampler, rebuilt from the database ---------------------------------------------------
-def trial_records(experiment: Any, search: Search) -> list[dict]:
-    """Per trial (hyperparamset): its state, value and mean intermediate value per epoch."""
-    from aiqc.orm import Hyperparamset, IntermediateValue, Job, JobState, Metric
-
-    trials = []
-    jobs_by_trial: dict[int, list] = {}
-    for job in Job.select(Job.id, Job.state, Job.hyperparamset).join(Hyperparamset).where(
-            Hyperparamset.experiment == experiment):
-        jobs_by_trial.setdefault(job.hyperparamset_id, []).append(job)
-    values = {}
-    for row in (Metric.select(Metric.job, Metric.value).join(Job).join(Hyperparamset)
-                .where((Hyperparamset.experiment == experiment) & (Metric.split == search.split)
-                       & (Metric.name == search.metric)).tuples()):
-        values[row[0]] = row[1]
-    intermediate: dict[int, dict[int, list]] = {}
-    for job_id, epoch, value in (IntermediateValue.select(IntermediateValue.job, IntermediateValue.epoch,
-                                                          IntermediateValue.value).join(Job).join(Hyperparamset)
-                                 .where(Hyperparamset.experiment == experiment).tuples()):
-        intermediate.setdefault(job_id, {}).setdefault(epoch, []).append(value)
-    for hyperparamset in experiment.hyperparamsets.order_by(Hyperparamset.index):
-        jobs = jobs_by_trial.get(hyperparamset.id, [])
-        states = {j.state for j in jobs}
-        if jobs and states == {JobState.COMPLETE}:
-            state = "COMPLETE"
-        elif JobState.PRUNED in states and not states & {JobState.QUEUED, JobState.RUNNING}:
-            state = "PRUNED"
-        elif JobState.FAILED in states and not states & {JobState.QUEUED, JobState.RUNNING}:
-            state = "FAIL"
-        else:
-            state = "RUNNING"
-        scores = [values[j.id] for j in jobs if values.get(j.id) is not None and j.state is JobState.COMPLETE]
-        per_epoch: dict[int, list] = {}
-        for job in jobs:
-            for epoch, vs in intermediate.get(job.id, {}).items():
-                per_epoch.setdefault(epoch, []).extend(vs)
-        trials.append(dict(number=hyperparamset.index, hyperparamset_id=hyperparamset.id, state=state,
-                           params=hyperparamset.hyperparameters,
-                           value=(sum(scores) / len(scores)) if scores and state == "COMPLETE" else None,
-                           intermediate={e: sum(v) / len(v) for e, v in sorted(per_epoch.items()) if v}))
-    return trials
-
-
-def build_study(experiment: Any, search: Search, space: dict[str, Any], sampler_seed: int | None):
-    """An in-memory Optuna study holding the finished trials recorded in aiqc's tables."""
-    import optuna
-    from optuna.trial import TrialState, create_trial
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    samplers = {
-        "random": lambda: optuna.samplers.RandomSampler(seed=sampler_seed),
-        "bayesian": lambda: optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=search.n_startup_trials),
-        "gp": lambda: optuna.samplers.GPSampler(seed=sampler_seed, n_startup_trials=search.n_startup_trials),
-    }
-    study = optuna.create_study(direction=search.direction, sampler=samplers[search.strategy]())
-    distributions = {n: d.to_optuna() for n, d in space.items()}
-    for record in trial_records(experiment, search):
-        if record["state"] == "RUNNING" or (record["state"] == "COMPLETE" and record["value"] is None):
-            continue
-        params = {n: record["params"][n] for n in distributions if n in record["params"]}
-        if len(params) != len(distributions):
-            continue
-        state = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}[record["state"]]
-        study.add_trial(create_trial(params=params, distributions=distributions, state=state,
-                                     value=record["value"] if state == TrialState.COMPLETE else None,
-                                     intermediate_values=record["intermediate"]))
-    return study, distributions
-
-
-def next_trial(experiment: Any) -> dict | None:
-    """The next combination to try, or None once ``n_trials`` exist."""
-    search = Search(**experiment.search)
-    existing = experiment.hyperparamsets.count()
-    if existing >= search.n_trials:
-        return None
-    grid = {n: from_json(v) for n, v in experiment.hyperparameters.items()}
-    space = check_space(grid, search)
-    seed = None if search.seed is None else search.seed + existing
-    study, distributions = build_study(experiment, search, space, seed)
-    trial = study.ask(distributions)
-    return {**constants(grid), **trial.params}
-
-
 def dumps_grid(hyperparameters: dict | None) -> dict:
+    """A grid of lists and distributions as plain JSON (distributions become tagged dicts)."""
     return {n: to_json(v) for n, v in (hyperparameters or {}).items()}
 
 
-def describe(value: Any) -> str:
-    return json.dumps(to_json(value))
+def loads_grid(stored: dict | None) -> dict:
+    """The grid back from :func:`dumps_grid`'s JSON, with distribution objects."""
+    return {n: from_json(v) for n, v in (stored or {}).items()}
+

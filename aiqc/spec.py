@@ -260,6 +260,18 @@ def build(spec: dict, base: Path | None = None):
                          **functions, **experiment)
 
 
+def from_config(path: str | Path, overrides: list[str] | None = None) -> Any:
+    """Build the queue of a YAML spec (as ``aiqc run`` does, without running it): load it,
+    apply ``overrides``, open its ``db`` if it names one, and store pipeline and experiment."""
+    from aiqc.database import setup
+
+    resolved = to_dict(load(path, overrides))
+    check_structure(resolved)
+    if resolved.get("db"):
+        setup(resolved["db"])
+    return build(resolved, base=Path(path).resolve().parent)
+
+
 # --- export -----------------------------------------------------------------------------------
 def export(queue: Any, path: str | Path) -> Path:
     """Write a YAML spec that reproduces ``queue`` (same data, splits, encoders, grid, seeds
@@ -315,7 +327,7 @@ def export(queue: Any, path: str | Path) -> Path:
                  "size_test": splitset.size_test, "size_validation": splitset.size_validation,
                  "fold_count": splitset.fold_count, "bin_count": splitset.bin_count,
                  "random_state": splitset.random_state},
-        "experiment": {"library": experiment.library, "analysis_type": experiment.analysis_type,
+        "experiment": {"library": experiment.library.value, "analysis_type": experiment.analysis_type.value,
                        **{k: (f"{module_name}:{_function_name(sources[k], k)}" if sources.get(k) else None)
                           for k in FUNCTIONS},
                        "repeat_count": experiment.repeat_count, "hide_test": experiment.hide_test,

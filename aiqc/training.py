@@ -10,18 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from aiqc.analysis import AnalysisType
-from aiqc.exceptions import AIQCError
+from aiqc import caches
+from aiqc.exceptions import JobPruned, UserFunctionError
 
 logger = logging.getLogger(__name__)
 
 
-class UserFunctionError(AIQCError):
-    """A user function returned something aiqc cannot use; the job is marked FAILED."""
-
-
 @dataclass
 class JobOutcome:
+    """What one job produced; the runner records it in one transaction."""
+
     metrics: dict[str, dict[str, float]]  # split -> metric -> value
     history: dict[str, list[float]]
     predictions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # split -> (rows, preds, probs)
@@ -30,6 +28,7 @@ class JobOutcome:
     pruned: bool = False
 
 
+@caches.register
 @lru_cache(maxsize=8)
 def _encoded_samples(database: str, splitset_id: int, fold_index: int | None, split: str):
     """Encoded arrays of one split, cached per worker: jobs of a queue share them."""
@@ -49,23 +48,16 @@ def evaluation_splits(splitset: Any, hide_test: bool, fold_index: int | None) ->
     return evaluate, splits
 
 
-def true_classes(labels: np.ndarray) -> np.ndarray:
-    """Encoded labels -> class index per row (one-hot: argmax; one column: the value)."""
-    if labels.ndim == 2 and labels.shape[1] > 1:
-        return labels.argmax(axis=1)
-    return np.asarray(labels).reshape(-1).round().astype(np.int64)
-
-
 def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int | None = None) -> JobOutcome:
     """Train ``job`` and measure it on every split."""
     import time
+    from contextlib import nullcontext
 
-    from aiqc import functions as fn_tools
-    from aiqc import metrics
     from aiqc.backends import get_backend
     from aiqc.orm import database_proxy
+    from aiqc.pruning import Reporter
 
-    analysis = AnalysisType.parse(experiment.analysis_type)
+    analysis = experiment.analysis_type
     backend = get_backend(experiment.library)
     splitset = experiment.splitset
     hp = dict(job.hyperparamset.hyperparameters)
@@ -90,29 +82,22 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
             f"fn_build: expected a {backend.model_description} for library={backend.name!r}; "
             f"received {type(model).__module__}.{type(model).__qualname__}."
         )
-    from contextlib import nullcontext
-
-    from aiqc import pruning
-
-    reporter = None
-    if experiment.search:
-        from aiqc.search import Search
-
-        reporter = pruning.Reporter(job, Search(**experiment.search))
-    with reporter or nullcontext():
+    # in a search, per-epoch values reach aiqc (and its pruner) while fn_train runs
+    search = experiment.search_settings
+    reporter = Reporter(job, search) if search is not None else None
+    with reporter.listening() if reporter is not None else nullcontext():
         model = backend.prepare_model(model)
         trained, timings["train"] = _train(backend, analysis, functions, model, train_y.shape, hp,
                                            samples_train, samples_evaluate)
     backend.release_model(model)
     pruned = reporter is not None and reporter.pruned
-    return _measure(job, experiment, backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned)
+    return _measure(backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned)
 
 
 def _train(backend, analysis, functions, model, label_shape, hp, samples_train, samples_evaluate):
     import time
 
     from aiqc import functions as fn_tools
-    from aiqc.pruning import JobPruned
 
     loser = functions["fn_lose"](**hp) if functions.get("fn_lose") else backend.default_loss(analysis, label_shape)
     fn_optimize = functions.get("fn_optimize")
@@ -142,14 +127,14 @@ def _train(backend, analysis, functions, model, label_shape, hp, samples_train, 
     return trained, seconds
 
 
-def _measure(job, experiment, backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned):
+def _measure(backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned):
+    """Predict every split with the trained model and compute its metrics."""
     import time
 
-    from aiqc import metrics
-
+    spec = analysis.spec
     tick = time.perf_counter()
     fn_predict = functions.get("fn_predict")
-    labels = list(range(splitset.label.unique_count)) if analysis.is_classification else None
+    labels = spec.metric_labels(splitset.label.unique_count)
     outcome_metrics, outcome_predictions = {}, {}
     for split in splits:
         rows, features, encoded_labels = arrays[split]
@@ -168,16 +153,8 @@ def _measure(job, experiment, backend, analysis, functions, trained, arrays, spl
             raise UserFunctionError(
                 f"fn_predict: expected {len(rows)} predictions for the {split} split; received {len(predictions)}."
             )
-        if analysis.is_classification:
-            y_true = true_classes(encoded_labels)
-            predictions = predictions.reshape(-1).astype(np.int64) if predictions.ndim == 1 or predictions.shape[1:] == (1,) \
-                else true_classes(predictions)
-        else:
-            y_true = encoded_labels.reshape(len(rows), -1)
-            predictions = predictions.reshape(len(rows), -1)
-            if y_true.shape[1] == 1:
-                y_true, predictions = y_true.ravel(), predictions.ravel()
-        outcome_metrics[split] = metrics.compute(analysis, y_true, predictions, probabilities, labels=labels)
+        y_true, predictions = spec.truth(encoded_labels), spec.prediction_values(predictions, len(rows))
+        outcome_metrics[split] = spec.compute_metrics(y_true, predictions, probabilities, labels=labels)
         outcome_predictions[split] = (rows, predictions, None if probabilities is None else np.asarray(probabilities))
     timings["predict"] = time.perf_counter() - tick
 

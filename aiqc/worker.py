@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     aiqc.setup(args.db)
     queue = Queue.get_by_id(args.queue)
     ran = work(queue.id, threads=args.threads or default_threads(1))
-    logging.getLogger("aiqc.worker").info("worker ran %d job(s); %s", ran, queue.state_counts())
+    counts = {state.value: n for state, n in queue.state_counts().items()}
+    logging.getLogger("aiqc.worker").info("worker ran %d job(s); %s", ran, counts)
     return 0
 
 

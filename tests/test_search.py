@@ -8,7 +8,7 @@ import pytest
 
 import aiqc
 from aiqc import datum
-from aiqc.exceptions import MissingExtraError, ValidationError
+from aiqc.exceptions import ChartNotApplicableError, MissingExtraError, ValidationError
 from aiqc.orm import Hyperparamset, Job, JobState
 from aiqc.search import Categorical, Float, Int, Search
 
@@ -261,5 +261,5 @@ def test_report_includes_search_charts(searched, tmp_path):
 def test_search_charts_need_a_search(db, torch_ready):
     queue = _iris_queue(None, {"neuron_count": [4], "batch_size": [32], "epoch_count": [1]})
     queue.run_jobs(progress=False)
-    with pytest.raises(ValidationError, match=r"queue: expected a queue made with search=...; queue \d+ is a plain grid"):
+    with pytest.raises(ChartNotApplicableError, match=r"queue: expected a queue made with search=...; queue \d+ is a plain grid"):
         queue.plot_optimization_history()

@@ -136,7 +136,8 @@ def test_encoder_that_cannot_handle_unseen_categories(populated, row_counts):
 
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"x": rng.normal(size=60), "y": ["a", "b"] * 30, "c": ["k"] * 59 + ["rare"]})
-    strata = split.make_strata(plan_label(df, "y"), None)
+    label = plan_label(df, "y")
+    strata = split.make_strata(label.codes, label.classes, label.values, None)
     counts = split.split_counts(len(df), 0.5, None)
     seed = next(s for s in range(100) if 59 in split.split_indices(len(df), counts, strata, s)["test"])
     before = row_counts()

@@ -6,22 +6,34 @@ import abc
 import importlib.util
 import random
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
-from aiqc.analysis import AnalysisType
+from aiqc.analysis import Analysis, AnalysisType, Prediction
 from aiqc.exceptions import MissingExtraError
 
-__all__ = ["Backend", "Prediction", "to_prediction"]
+__all__ = ["Backend", "Defaults"]
+
+
+def _predict_outputs(analysis: Analysis, outputs: np.ndarray) -> Prediction:
+    """The analysis type's own reading of raw outputs (softmax / sigmoid only where needed)."""
+    return analysis.to_prediction(outputs)
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """What the default ``fn_predict`` returns for one split."""
+class Defaults:
+    """One row of a backend's table: what ``fn_lose``, ``fn_optimize`` and ``fn_predict``
+    default to for one analysis type, and the form labels are handed to ``fn_train`` in."""
 
-    predictions: np.ndarray  # (n,) class index per row; regression: (n,) or (n, outputs) values
-    probabilities: np.ndarray | None  # multiclass (n, k); binary (n,) positive class; regression None
+    #: (library module, encoded label shape) -> the loss
+    loss: Callable[[Any, tuple[int, ...]], Any]
+    #: (library module, model, hyperparameters) -> the optimizer
+    optimizer: Callable[[Any, Any, dict[str, Any]], Any]
+    #: (analysis type's spec, raw model outputs) -> predictions and probabilities
+    predict: Callable[[Analysis, np.ndarray], Prediction] = _predict_outputs
+    #: encoded labels (n, columns) -> the labels array the library trains on; None: float32 as they are
+    labels: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 class Backend(abc.ABC):
@@ -29,12 +41,18 @@ class Backend(abc.ABC):
 
     Every method taking an ``analysis`` expects an :class:`AnalysisType`. The library itself is
     imported only by :meth:`import_library`, never when this module or a subclass is imported.
+    What depends on the analysis type is in :attr:`defaults`, one row per type.
     """
 
     name: str  # the library name users pass: "keras", "pytorch"
     extra: str  # the pip extra that installs it: pip install 'aiqc[<extra>]'
     modules: tuple[str, ...]  # top-level modules it needs
     model_description: str  # for messages: "keras.Model"
+    defaults: ClassVar[Mapping[AnalysisType, Defaults]]  # one row per analysis type
+
+    def row(self, analysis: AnalysisType) -> Defaults:
+        """This backend's defaults for ``analysis``."""
+        return self.defaults[AnalysisType.parse(analysis)]
 
     # --- availability ---------------------------------------------------------------------
     def check_installed(self) -> None:
@@ -78,13 +96,13 @@ class Backend(abc.ABC):
     def release_model(self, model: Any) -> None:
         """Undo what :meth:`prepare_model` attached for training only."""
 
-    @abc.abstractmethod
     def default_loss(self, analysis: AnalysisType, label_shape: tuple[int, ...]) -> Any:
         """The loss used when ``fn_lose`` is None; ``label_shape`` is the encoded labels' shape."""
+        return self.row(analysis).loss(self.import_library(), tuple(label_shape))
 
-    @abc.abstractmethod
     def default_optimizer(self, model: Any, analysis: AnalysisType, hp: dict[str, Any]) -> Any:
         """The optimizer used when ``fn_optimize`` is None: Adamax, ``hp.get('learning_rate', 0.01)``."""
+        return self.row(analysis).optimizer(self.import_library(), model, hp)
 
     @abc.abstractmethod
     def to_samples(self, features: np.ndarray, labels: np.ndarray | None, analysis: AnalysisType) -> dict:
@@ -100,7 +118,8 @@ class Backend(abc.ABC):
 
     def predict(self, model: Any, features: np.ndarray, analysis: AnalysisType) -> Prediction:
         """The default ``fn_predict``: class indices and probabilities, or values."""
-        return to_prediction(self.outputs(model, features), analysis)
+        analysis = AnalysisType.parse(analysis)
+        return self.row(analysis).predict(analysis.spec, self.outputs(model, features))
 
     @abc.abstractmethod
     def history(self, model: Any) -> dict[str, list[float]]:
@@ -113,52 +132,3 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def load(self, blob: bytes, rebuild: Callable[[], Any]) -> Any:
         """A model back from :meth:`dump`'s bytes; ``rebuild()`` makes an untrained one if needed."""
-
-
-def to_prediction(outputs: np.ndarray, analysis: AnalysisType) -> Prediction:
-    """Raw model outputs -> :class:`Prediction`.
-
-    Softmax (multiclass) or sigmoid (binary, one output) is applied only when the outputs are
-    not probabilities already, so a model may end in logits or in a Softmax/Sigmoid layer.
-    A binary model may also have two outputs, one per class.
-    """
-    outputs = np.asarray(outputs, dtype=np.float64)
-    if analysis is AnalysisType.REGRESSION:
-        if outputs.ndim == 2 and outputs.shape[1] == 1:
-            outputs = outputs[:, 0]
-        return Prediction(outputs, None)
-
-    if outputs.ndim == 1:
-        outputs = outputs[:, np.newaxis]
-    width = outputs.shape[1] if outputs.ndim == 2 else None
-    if analysis is AnalysisType.CLASSIFICATION_BINARY:
-        if width == 1:
-            scores = outputs[:, 0]
-            if scores.size and (scores.min() < 0 or scores.max() > 1):
-                scores = _sigmoid(scores)
-        elif width == 2:
-            scores = _as_distribution(outputs)[:, 1]
-        else:
-            raise ValueError(f"model output: expected shape (n, 1) or (n, 2) for {analysis.value!r}; "
-                             f"received shape {outputs.shape}.")
-        return Prediction((scores >= 0.5).astype(np.int64), scores)
-
-    if width is None or width < 2:
-        raise ValueError(f"model output: expected shape (n, classes) with classes >= 2 for {analysis.value!r}; "
-                         f"received shape {outputs.shape}.")
-    probabilities = _as_distribution(outputs)
-    return Prediction(probabilities.argmax(axis=1).astype(np.int64), probabilities)
-
-
-def _as_distribution(outputs: np.ndarray) -> np.ndarray:
-    """Rows as given when they are probability distributions (within 1e-3), else their softmax."""
-    if not outputs.size or (outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1, rtol=0, atol=1e-3)):
-        return outputs
-    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function without overflow for large negative inputs."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))

@@ -12,7 +12,8 @@ from typing import Any, Callable
 import numpy as np
 
 from aiqc.analysis import AnalysisType
-from aiqc.backends._base import Backend
+from aiqc.backends import epochs
+from aiqc.backends._base import Backend, Defaults
 
 logger = logging.getLogger(__name__)
 
@@ -20,11 +21,31 @@ logger = logging.getLogger(__name__)
 PREDICT_CHUNK = 16384
 
 
+def _adamax(keras: Any, model: Any, hp: dict[str, Any]) -> Any:
+    return keras.optimizers.Adamax(learning_rate=hp.get("learning_rate", 0.01))
+
+
+def _categorical_loss(keras: Any, label_shape: tuple[int, ...]) -> Any:
+    """One-hot labels: categorical cross-entropy; class indices in one column: its sparse form."""
+    one_hot = len(label_shape) > 1 and label_shape[-1] > 1
+    return keras.losses.CategoricalCrossentropy() if one_hot else keras.losses.SparseCategoricalCrossentropy()
+
+
+#: analysis type -> default loss, optimizer and prediction
+DEFAULTS = {
+    AnalysisType.CLASSIFICATION_MULTI: Defaults(loss=_categorical_loss, optimizer=_adamax),
+    AnalysisType.CLASSIFICATION_BINARY: Defaults(loss=lambda keras, shape: keras.losses.BinaryCrossentropy(),
+                                                 optimizer=_adamax),
+    AnalysisType.REGRESSION: Defaults(loss=lambda keras, shape: keras.losses.MeanAbsoluteError(), optimizer=_adamax),
+}
+
+
 class KerasBackend(Backend):
     name = "keras"
     extra = "keras"
     modules = ("tensorflow", "keras")
     model_description = "keras.Model"
+    defaults = DEFAULTS
     _threads_set = False  # TensorFlow accepts thread caps once, before its runtime starts
 
     def _import(self) -> Any:
@@ -51,16 +72,14 @@ class KerasBackend(Backend):
     def prepare_model(self, model: Any) -> Any:
         """In a search, add a callback to the user's ``model.fit`` that reports each epoch's
         logs to aiqc and stops training when the pruner says so."""
-        from aiqc import pruning
-
-        if pruning.active() is None:
+        if not epochs.listening():
             return model
         keras = self.import_library()
         original = model.fit
 
         class ReportEpochs(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
-                if pruning.report(epoch, dict(logs or {})):
+                if epochs.report(epoch, dict(logs or {})):
                     self.model.stop_training = True
 
         def fit(*args: Any, **kwargs: Any) -> Any:
@@ -75,18 +94,6 @@ class KerasBackend(Backend):
 
     def is_model(self, obj: Any) -> bool:
         return isinstance(obj, self.import_library().Model)
-
-    def default_loss(self, analysis: AnalysisType, label_shape: tuple[int, ...]) -> Any:
-        losses = self.import_library().losses
-        if analysis is AnalysisType.CLASSIFICATION_MULTI:
-            one_hot = len(label_shape) > 1 and label_shape[-1] > 1
-            return losses.CategoricalCrossentropy() if one_hot else losses.SparseCategoricalCrossentropy()
-        if analysis is AnalysisType.CLASSIFICATION_BINARY:
-            return losses.BinaryCrossentropy()
-        return losses.MeanAbsoluteError()
-
-    def default_optimizer(self, model: Any, analysis: AnalysisType, hp: dict[str, Any]) -> Any:
-        return self.import_library().optimizers.Adamax(learning_rate=hp.get("learning_rate", 0.01))
 
     def to_samples(self, features: np.ndarray, labels: np.ndarray | None, analysis: AnalysisType) -> dict:
         """float32 copies (a user's in-place edit cannot reach aiqc's arrays)."""

@@ -14,11 +14,33 @@ from typing import Any, Callable
 import numpy as np
 
 from aiqc.analysis import AnalysisType
-from aiqc.backends._base import Backend
-from aiqc.exceptions import ValidationError
+from aiqc.backends import epochs
+from aiqc.backends._base import Backend, Defaults
+from aiqc.exceptions import JobPruned, ValidationError
 
 #: the model attribute holding what :func:`record_epoch` recorded: ``{name: [value per epoch]}``
 HISTORY_ATTRIBUTE = "_aiqc_history"
+
+
+def _adamax(torch: Any, model: Any, hp: dict[str, Any]) -> Any:
+    return torch.optim.Adamax(model.parameters(), lr=hp.get("learning_rate", 0.01))
+
+
+def _class_indices_or_floats(labels: np.ndarray) -> np.ndarray:
+    """Class indices in one column become the 1-D int64 targets CrossEntropyLoss expects;
+    one-hot rows stay float32."""
+    return labels[:, 0].astype(np.int64) if labels.shape[1] == 1 else labels.astype(np.float32)
+
+
+#: analysis type -> default loss, optimizer, prediction and label form
+DEFAULTS = {
+    # on logits; one-hot float or integer class targets
+    AnalysisType.CLASSIFICATION_MULTI: Defaults(loss=lambda torch, shape: torch.nn.CrossEntropyLoss(),
+                                                optimizer=_adamax, labels=_class_indices_or_floats),
+    # the model ends in Sigmoid, as with Keras
+    AnalysisType.CLASSIFICATION_BINARY: Defaults(loss=lambda torch, shape: torch.nn.BCELoss(), optimizer=_adamax),
+    AnalysisType.REGRESSION: Defaults(loss=lambda torch, shape: torch.nn.L1Loss(), optimizer=_adamax),
+}
 
 
 class TorchBackend(Backend):
@@ -26,6 +48,7 @@ class TorchBackend(Backend):
     extra = "pytorch"
     modules = ("torch",)
     model_description = "torch.nn.Module"
+    defaults = DEFAULTS
     _device = None  # chosen once per process by device()
 
     def _import(self) -> Any:
@@ -53,31 +76,19 @@ class TorchBackend(Backend):
     def prepare_model(self, model: Any) -> Any:
         return model.to(self.device())
 
-    def default_loss(self, analysis: AnalysisType, label_shape: tuple[int, ...]) -> Any:
-        nn = self.import_library().nn
-        if analysis is AnalysisType.CLASSIFICATION_MULTI:
-            return nn.CrossEntropyLoss()  # on logits; one-hot float or integer targets
-        if analysis is AnalysisType.CLASSIFICATION_BINARY:
-            return nn.BCELoss()  # the model ends in Sigmoid, as with Keras
-        return nn.L1Loss()
-
-    def default_optimizer(self, model: Any, analysis: AnalysisType, hp: dict[str, Any]) -> Any:
-        return self.import_library().optim.Adamax(model.parameters(), lr=hp.get("learning_rate", 0.01))
-
     def to_samples(self, features: np.ndarray, labels: np.ndarray | None, analysis: AnalysisType) -> dict:
         """Tensors on :meth:`device`, copied (a user's in-place edit cannot reach aiqc's arrays).
-        Features are float32. Labels are float32, of shape (n, columns), except multiclass labels
-        held in one column, which become the 1-D int64 class indices CrossEntropyLoss expects."""
+        Features are float32. Labels are float32, of shape (n, columns), unless the analysis
+        type's row says otherwise (multiclass labels held in one column become the 1-D int64
+        class indices CrossEntropyLoss expects)."""
         torch = self.import_library()
         device = self.device()
         samples = {"features": torch.tensor(np.asarray(features, dtype=np.float32), device=device), "labels": None}
         if labels is not None:
             labels = np.asarray(labels)
             labels = labels.reshape(len(labels), -1)
-            if analysis is AnalysisType.CLASSIFICATION_MULTI and labels.shape[1] == 1:
-                samples["labels"] = torch.tensor(labels[:, 0].astype(np.int64), device=device)
-            else:
-                samples["labels"] = torch.tensor(labels.astype(np.float32), device=device)
+            form = self.row(analysis).labels
+            samples["labels"] = torch.tensor(labels.astype(np.float32) if form is None else form(labels), device=device)
         return samples
 
     def to_numpy(self, value: Any) -> np.ndarray | None:
@@ -120,17 +131,15 @@ def record_epoch(model: Any, **values: float) -> None:
             return model
 
     Call it once per epoch, with the same names each time. In a search with a pruner it
-    raises :class:`aiqc.pruning.JobPruned` when the job should stop (let it propagate:
+    raises :class:`aiqc.exceptions.JobPruned` when the job should stop (let it propagate:
     aiqc measures the model as it stands and records the job as PRUNED).
     """
-    from aiqc import pruning
-
     history = model.__dict__.setdefault(HISTORY_ATTRIBUTE, {})
     epoch = len(next(iter(history.values()), []))
     for name, value in values.items():
         history.setdefault(name, []).append(float(value))
-    if pruning.report(epoch, values):
-        raise pruning.JobPruned(f"pruned after epoch {epoch + 1}")
+    if epochs.report(epoch, values):
+        raise JobPruned(f"pruned after epoch {epoch + 1}")
 
 
 def fit(model: Any, loser: Any, optimizer: Any, samples_train: dict, samples_evaluate: dict | None = None,

@@ -186,7 +186,7 @@ def plan_splits(label: LabelPlan, size_test: Any = 0.22, size_validation: Any = 
         raise ValidationError.expected("random_state", "None or an integer in [0, 2**31 - 2]", random_state)
     random_state = int(random_state)
 
-    strata = split.make_strata(label, bin_count)
+    strata = split.make_strata(label.codes, label.classes, label.values, bin_count)
     n = len(label.codes)
     counts = split.split_counts(n, size_test, size_validation)
     if counts["train"] < 1:

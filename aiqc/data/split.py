@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aiqc.exceptions import ValidationError
-
-if TYPE_CHECKING:
-    from aiqc.data.plan import LabelPlan
 
 SPLITS = ("train", "validation", "test")
 
@@ -28,17 +24,19 @@ class Strata:
         return np.bincount(self.codes, minlength=len(self.names)) if self.codes is not None else np.array([])
 
 
-def make_strata(label: "LabelPlan", bin_count: int | None) -> Strata:
-    """Codes to stratify by. Categorical (and integer) labels are stratified by class;
-    a continuous label by ``bin_count`` quantile bins, or not at all."""
+def make_strata(codes: np.ndarray, classes: list | None, values: np.ndarray | None,
+                bin_count: int | None) -> Strata:
+    """Codes to stratify by. A label with ``classes`` (categorical or integer) is stratified
+    by class (``codes``: each row's class index); a continuous label by ``bin_count``
+    quantile bins of its ``values``, or not at all."""
     if bin_count is not None:
         import pandas as pd
 
-        codes, edges = pd.qcut(label.values, q=bin_count, labels=False, retbins=True, duplicates="drop")
+        bins, edges = pd.qcut(values, q=bin_count, labels=False, retbins=True, duplicates="drop")
         names = [f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(edges[:-1], edges[1:])]
-        return Strata(np.asarray(codes, dtype=np.int64), names, "bins")
-    if label.categorical:
-        return Strata(label.codes, list(label.classes), "classes")
+        return Strata(np.asarray(bins, dtype=np.int64), names, "bins")
+    if classes is not None:
+        return Strata(codes, list(classes), "classes")
     return Strata(None, [], "none")
 
 

@@ -8,7 +8,8 @@ from aiqc.orm.label import Label
 from aiqc.orm.meta import SCHEMA_VERSION, SchemaInfo
 from aiqc.orm.splitset import Fold, Splitset
 from aiqc.orm.experiment import Experiment, Hyperparamset
-from aiqc.orm.job import Job, JobState, Queue
+from aiqc.orm.job import Job, Queue
+from aiqc.states import JobState
 from aiqc.orm.result import HistoryEntry, IntermediateValue, Metric, Prediction, TrainedModel
 
 #: every table, in creation order (parents before children)

@@ -8,14 +8,34 @@ same models at any file.
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import io
 import json
 import pickle
-from typing import Any
+from typing import Any, Callable
 
 import peewee as pw
 
 database_proxy = pw.DatabaseProxy()
+
+#: opens the default database; registered by :mod:`aiqc.database`, which the ORM does not import
+_default_opener: list[Callable[[], Any]] = []
+
+
+def register_default_opener(opener: Callable[[], Any]) -> None:
+    """Tell the ORM how to open the default database when a model is used before ``aiqc.setup()``."""
+    _default_opener[:] = [opener]
+
+
+def ensure_database() -> pw.Database:
+    """The bound database, opening the default one on first use."""
+    if database_proxy.obj is None and _default_opener:
+        _default_opener[0]()
+    if database_proxy.obj is None:
+        from aiqc.exceptions import DatabaseError
+
+        raise DatabaseError("database: expected an open aiqc database; call aiqc.setup() first.")
+    return database_proxy.obj
 
 
 def utcnow() -> _dt.datetime:
@@ -65,6 +85,21 @@ class PickleField(pw.BlobField):
 
     def python_value(self, value: Any) -> Any:
         return None if value is None else pickle.loads(bytes(value))
+
+
+class EnumField(pw.CharField):
+    """An enum member stored as its value (text, readable from plain SQL)."""
+
+    def __init__(self, enum_class: type[enum.Enum], **kwargs: Any) -> None:
+        self.enum_class = enum_class
+        kwargs.setdefault("max_length", max(len(str(m.value)) for m in enum_class))
+        super().__init__(**kwargs)
+
+    def db_value(self, value: Any) -> Any:
+        return None if value is None else self.enum_class(value).value
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else self.enum_class(value)
 
 
 class BaseModel(pw.Model):

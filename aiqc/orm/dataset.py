@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
-from aiqc.orm.base import BaseModel, JSONField, database_proxy
+from aiqc import caches
+from aiqc.orm.base import BaseModel, JSONField, database_proxy, ensure_database
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
     from aiqc.data.plan import DatasetPlan
+    from aiqc.orm.feature import Feature
+    from aiqc.orm.label import Label
 
 
 class _Tabular:
@@ -24,20 +27,18 @@ class _Tabular:
     def from_pandas(dataframe: "pd.DataFrame", name: str | None = None, description: str | None = None) -> "Dataset":
         """Store a DataFrame (its index is not kept; rows are numbered 0..n-1)."""
         from aiqc.data.plan import plan_dataset
-        from aiqc.database import ensure_setup
 
         plan = plan_dataset(dataframe, name, description, parameter="dataframe")
-        with ensure_setup().atomic():
+        with ensure_database().atomic():
             return Dataset._from_plan(plan)
 
     @staticmethod
     def from_path(file_path: str, name: str | None = None, description: str | None = None) -> "Dataset":
         """Store a .csv, .tsv or .parquet file (delimiter from the extension)."""
         from aiqc.data.plan import plan_dataset
-        from aiqc.database import ensure_setup
 
         plan = plan_dataset(file_path, name, description, parameter="file_path")
-        with ensure_setup().atomic():
+        with ensure_database().atomic():
             return Dataset._from_plan(plan)
 
 
@@ -130,6 +131,7 @@ class DatasetPart(BaseModel):
         indexes = ((("dataset", "part_index"), True),)
 
 
+@caches.register
 @lru_cache(maxsize=2)
 def _read_frame(dataset_id: int, database: str) -> "pd.DataFrame":
     """Datasets never change once written, so reads are cached per process."""

@@ -3,12 +3,18 @@ Hyperparamset (one combination of the grid)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
-from aiqc.orm.base import BaseModel, JSONField
+from aiqc.analysis import AnalysisType
+from aiqc.backends import Library
+from aiqc.orm.base import BaseModel, EnumField, JSONField
 from aiqc.orm.splitset import Splitset
+
+if TYPE_CHECKING:
+    from aiqc.orm.job import Queue
+    from aiqc.search import Search
 
 
 class Experiment(BaseModel):
@@ -16,8 +22,8 @@ class Experiment(BaseModel):
     process can run them) and as source text (for people)."""
 
     splitset = pw.ForeignKeyField(Splitset, backref="experiments", on_delete="CASCADE")
-    library = pw.CharField()
-    analysis_type = pw.CharField()
+    library = EnumField(Library)
+    analysis_type = EnumField(AnalysisType)
     repeat_count = pw.IntegerField()
     hide_test = pw.BooleanField()
     hyperparameters = JSONField()  # as given: {name: [values] or a search distribution (tagged dict)}
@@ -44,7 +50,7 @@ class Experiment(BaseModel):
         search: Any = None,
         name: str | None = None,
         description: str | None = None,
-    ):
+    ) -> Queue:
         """Validate everything, then store the experiment, its grid, a Queue and one Job
         per combination x repeat x fold, in one transaction. Returns the Queue.
 
@@ -73,19 +79,11 @@ class Experiment(BaseModel):
         )
 
     @staticmethod
-    def from_config(path, overrides: list[str] | None = None):
+    def from_config(path: Any, overrides: list[str] | None = None) -> Queue:
         """Build the queue of a YAML spec (as ``aiqc run`` does, without running it)."""
-        from pathlib import Path
+        from aiqc.spec import from_config
 
-        from aiqc import spec
-
-        resolved = spec.to_dict(spec.load(path, overrides))
-        spec.check_structure(resolved)
-        if resolved.get("db"):
-            import aiqc
-
-            aiqc.setup(resolved["db"])
-        return spec.build(resolved, base=Path(path).resolve().parent)
+        return from_config(path, overrides)
 
     def load_functions(self) -> dict[str, Any]:
         """The user's functions, deserialised (None for defaults)."""
@@ -93,8 +91,24 @@ class Experiment(BaseModel):
 
         return cloudpickle.loads(bytes(self.functions))
 
+    @property
+    def search_settings(self) -> Search | None:
+        """The :class:`aiqc.search.Search` this experiment was made with; None for a plain grid."""
+        from aiqc.search import Search
+
+        return None if not self.search else Search(**self.search)
+
+    def hyperparameter_names(self) -> list[str]:
+        """Every hyperparameter name of the experiment's combinations, in first-seen order."""
+        names: list[str] = []
+        for row in Hyperparamset.select(Hyperparamset.hyperparameters).where(Hyperparamset.experiment == self):
+            names += [n for n in row.hyperparameters if n not in names]
+        return names
+
 
 class Hyperparamset(BaseModel):
+    """One combination of an experiment's hyperparameters (one trial of a search)."""
+
     experiment = pw.ForeignKeyField(Experiment, backref="hyperparamsets", on_delete="CASCADE")
     index = pw.IntegerField()  # position in the grid, 0..n-1
     hyperparameters = JSONField()  # {name: value}

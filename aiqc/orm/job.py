@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-import enum
-from typing import Any
-
 import peewee as pw
 
-from aiqc.orm.base import BaseModel
+from aiqc.orm.base import BaseModel, EnumField
 from aiqc.orm.experiment import Experiment, Hyperparamset
 from aiqc.orm.splitset import Fold
-
-
-class JobState(str, enum.Enum):
-    """Stored as text; a job's state is never inferred from nulls."""
-
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    COMPLETE = "COMPLETE"
-    PRUNED = "PRUNED"  # stopped early by a pruner; measured on its partly trained model
-    FAILED = "FAILED"
-
-
-class EnumField(pw.CharField):
-    def __init__(self, enum_class: type[enum.Enum], **kwargs: Any) -> None:
-        self.enum_class = enum_class
-        kwargs.setdefault("max_length", 16)
-        super().__init__(**kwargs)
-
-    def db_value(self, value: Any) -> Any:
-        return None if value is None else self.enum_class(value).value
-
-    def python_value(self, value: Any) -> Any:
-        return None if value is None else self.enum_class(value)
+from aiqc.states import JobState
 
 
 class Queue(BaseModel):
@@ -59,12 +34,17 @@ class Queue(BaseModel):
 
         return run_queue(self, workers=workers, threads=threads, progress=progress, retry_failed=retry_failed)
 
-    def state_counts(self) -> dict[str, int]:
-        counts = {state.value: 0 for state in JobState}
+    def state_counts(self) -> dict[JobState, int]:
+        """Jobs per state, every state present (zero where none)."""
+        counts = dict.fromkeys(JobState, 0)
         query = Job.select(Job.state, pw.fn.COUNT(Job.id).alias("n")).where(Job.queue == self).group_by(Job.state)
         for row in query:
-            counts[JobState(row.state).value] = row.n
+            counts[row.state] = row.n
         return counts
+
+    def finished_count(self) -> int:
+        """Jobs that are done with: COMPLETE, PRUNED or FAILED."""
+        return self.jobs.where(Job.state.in_(JobState.finished())).count()
 
     @property
     def job_count(self) -> int:
@@ -74,11 +54,11 @@ class Queue(BaseModel):
     def expected_job_count(self) -> int:
         """Jobs the queue will hold when done: a sampled search adds them trial by trial."""
         experiment = self.experiment
-        search = experiment.search
-        if not search or search.get("strategy", "grid") == "grid":
+        search = experiment.search_settings
+        if search is None or not search.samples:
             return self.job_count
         folds = experiment.splitset.fold_count or 1
-        return int(search["n_trials"]) * experiment.repeat_count * folds
+        return int(search.n_trials) * experiment.repeat_count * folds
 
     def best_params(self, metric: str | None = None, split: str = "validation") -> dict:
         """The hyperparameters of the best combination: its mean ``metric`` over repeats and
@@ -185,7 +165,7 @@ class Job(BaseModel):
 
         record = TrainedModel.get_or_none(TrainedModel.job == self)
         if record is None:
-            raise AIQCError(f"job {self.id} has no stored model (state {self.state.value}).")
+            raise AIQCError(f"job {self.id} has no stored model (state {self.state}).")
         experiment = self.queue.experiment
         backend = get_backend(experiment.library)
         splitset = experiment.splitset

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import peewee as pw
 
-from aiqc.orm.base import ArrayField, BaseModel
+from aiqc.backends import Library
+from aiqc.orm.base import ArrayField, BaseModel, EnumField
 from aiqc.orm.job import Job
 
 
@@ -52,5 +53,5 @@ class Prediction(BaseModel):
 
 class TrainedModel(BaseModel):
     job = pw.ForeignKeyField(Job, backref="model_rows", unique=True, on_delete="CASCADE")
-    library = pw.CharField()
+    library = EnumField(Library)
     blob = pw.BlobField()

@@ -94,7 +94,6 @@ class Splitset(BaseModel):
     def fit_encoders(self, label_encoder: Any = None, feature_encoders: Any = None) -> list["Encoder"]:
         """Fit encoders on the training rows (and on each fold's training rows) and store them."""
         from aiqc.data.plan import FeaturePlan, plan_encoders, plan_label
-        from aiqc.orm.encoder import Encoder
 
         if self.encoders.count():
             raise ValidationError(f"splitset: expected a splitset without encoders; splitset {self.id} already has them.")
@@ -163,8 +162,6 @@ class Splitset(BaseModel):
         """Feature columns of ``split``; ``encoded=True`` applies the encoders fit for that
         split's scope (the fold's when ``fold`` is given): encoded blocks in encoder order,
         then the numeric pass-through columns."""
-        import pandas as pd
-
         rows = self.indices(split, fold)
         frame = self.feature.dataset.to_pandas(self.feature.columns, rows)
         return self.encode_features(frame, fold) if encoded else frame
@@ -196,6 +193,20 @@ class Splitset(BaseModel):
         if not encoders:
             return frame
         return pd.DataFrame(encoders[0].transform(frame), columns=encoders[0].output_columns, index=frame.index)
+
+    def class_names(self) -> list:
+        """Class values in the order of the model's outputs: the label encoder's categories
+        (OneHotEncoder / OrdinalEncoder sort them), else the label's sorted classes."""
+        encoders = self.encoders_for(None, side="label")
+        categories = getattr(encoders[0].fitted, "categories_", None) if encoders else None
+        if categories is not None and len(categories) == 1:
+            return [v.item() if hasattr(v, "item") else v for v in categories[0]]
+        return list(self.label.classes or [])
+
+    def label_encoder(self, fold: int | None = None) -> Any:
+        """The fitted label encoder of a scope (the fold's, or the train split's); None without one."""
+        encoders = self.encoders_for(fold, side="label")
+        return encoders[0].fitted if encoders else None
 
     def features_to_numpy(self, split: str = "train", fold: int | None = None, encoded: bool = True) -> np.ndarray:
         return self.features_to_pandas(split, fold, encoded).to_numpy()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiqc.plots import _data
+from aiqc.states import JobState
 
 __all__ = ["plot_learning_curve", "plot_confusion_matrix", "plot_roc_curve", "plot_precision_recall",
            "plot_regression", "plot_performance", "plot_hyperparameters", "plot_repeat_spread"]
@@ -201,7 +202,7 @@ def plot_intermediate_values(queue: Any):
     data = _data.intermediate_data(queue)
     figure = _go().Figure()
     for job in data["jobs"]:
-        pruned = job["state"] == "PRUNED"
+        pruned = job["state"] == JobState.PRUNED
         figure.add_trace(_go().Scatter(x=job["epochs"], y=job["values"], mode="lines+markers" if pruned else "lines",
                                        name=f"job {job['job_id']} ({job['state'].lower()})",
                                        line=dict(dash="dash" if pruned else "solid")))

@@ -6,35 +6,42 @@ from typing import Any
 
 import numpy as np
 
-from aiqc.analysis import AnalysisType
-from aiqc.exceptions import ValidationError
+from aiqc.analysis import Analysis, AnalysisType, JobChart
+from aiqc.exceptions import ChartNotApplicableError, ValidationError
+from aiqc.states import JobState, TrialState
+
+#: what each job chart is called in messages
+CHART_NAMES = {JobChart.CONFUSION_MATRIX: "a confusion matrix", JobChart.ROC_CURVE: "a ROC / precision-recall curve",
+               JobChart.PRECISION_RECALL: "a ROC / precision-recall curve",
+               JobChart.PREDICTED_VS_ACTUAL: "predicted vs actual"}
 
 
-def _analysis(job_or_queue: Any) -> AnalysisType:
+def _analysis(job_or_queue: Any) -> Analysis:
     queue = getattr(job_or_queue, "queue", job_or_queue)
-    return AnalysisType.parse(queue.experiment.analysis_type)
+    return queue.experiment.analysis_type.spec
 
 
-def _require(job: Any, classification: bool, chart: str) -> None:
+def _require(job: Any, chart: JobChart) -> Analysis:
+    """The job's analysis, if ``chart`` applies to it; a ChartNotApplicableError otherwise."""
     analysis = _analysis(job)
-    if analysis.is_classification != classification:
-        wanted = "a classification" if classification else "a regression"
-        raise ValidationError(f"job: {chart} expects {wanted} job; job {job.id} is {analysis.value}.")
+    if chart not in analysis.charts:
+        fits = [t.value for t in AnalysisType if chart in t.spec.charts]
+        raise ChartNotApplicableError(f"job: {CHART_NAMES[chart]} expects a job of type {' or '.join(fits)}; "
+                                      f"job {job.id} is {analysis.type}.")
+    return analysis
 
 
 def _truth(job: Any, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(true values, predictions, probabilities) of a split, true values from the encoded label."""
-    from aiqc.training import true_classes
-
     rows, predictions, probabilities = job.predictions(split)
     splitset = job.queue.experiment.splitset
     labels = splitset.label_to_numpy(split, job.fold_index)
-    if _analysis(job).is_classification:
-        return true_classes(labels), predictions, probabilities
-    return labels.reshape(-1), predictions.reshape(-1), None
+    analysis = _analysis(job)
+    return analysis.truth(labels), analysis.prediction_values(predictions, len(rows)), probabilities
 
 
 def splits_of(job: Any) -> list[str]:
+    """The splits a job was measured on, in order."""
     return list(job.metrics())
 
 
@@ -42,7 +49,7 @@ def learning_curve_data(job: Any) -> dict:
     """Per epoch, each recorded name; pairs ``x`` / ``val_x`` share a panel."""
     history = job.history()
     if not history:
-        raise ValidationError(f"job: expected a recorded per-epoch history; job {job.id} has none "
+        raise ChartNotApplicableError(f"job: expected a recorded per-epoch history; job {job.id} has none "
                               "(PyTorch: train with aiqc.torch_fit or call aiqc.record_epoch).")
     bases = []
     for name in history:
@@ -55,36 +62,30 @@ def learning_curve_data(job: Any) -> dict:
 
 
 def confusion_matrix_data(job: Any, split: str) -> dict:
+    """Counts of (actual class, predicted class) on ``split``, with the class names."""
     from sklearn.metrics import confusion_matrix
 
-    from aiqc.inference import class_names
-
-    _require(job, True, "a confusion matrix")
+    _require(job, JobChart.CONFUSION_MATRIX)
     y, predictions, _ = _truth(job, split)
-    names = class_names(job.queue.experiment.splitset)
+    names = job.queue.experiment.splitset.class_names()
     matrix = confusion_matrix(y, predictions, labels=list(range(len(names))))
     return {"split": split, "labels": [str(n) for n in names], "matrix": matrix.tolist(), "rows": int(matrix.sum())}
 
 
-def _curves(job: Any, split: str, kind: str) -> dict:
+def _curves(job: Any, split: str, chart: JobChart) -> dict:
     from sklearn import metrics as m
 
-    from aiqc.inference import class_names
-
-    _require(job, True, "a ROC / precision-recall curve")
+    analysis = _require(job, chart)
     y, _, probabilities = _truth(job, split)
     if probabilities is None:
-        raise ValidationError(f"job: expected stored probabilities; job {job.id} has none for {split!r}.")
-    names = [str(n) for n in class_names(job.queue.experiment.splitset)]
-    if _analysis(job) is AnalysisType.CLASSIFICATION_BINARY:
-        targets = [(names[1], (y == 1).astype(int), probabilities.reshape(-1))]
-    else:
-        targets = [(names[k], (y == k).astype(int), probabilities[:, k]) for k in range(len(names))]
+        raise ChartNotApplicableError(f"job: expected stored probabilities; job {job.id} has none for {split!r}.")
+    names = [str(n) for n in job.queue.experiment.splitset.class_names()]
     curves = []
-    for name, truth, score in targets:
+    for k, score in analysis.class_scores(probabilities):
+        name, truth = names[k], (y == k).astype(int)
         if truth.min() == truth.max():
             continue  # a class absent from the split has no curve
-        if kind == "roc":
+        if chart is JobChart.ROC_CURVE:
             fpr, tpr, _ = m.roc_curve(truth, score)
             curves.append({"name": name, "x": fpr.tolist(), "y": tpr.tolist(), "area": float(m.auc(fpr, tpr))})
         else:
@@ -96,17 +97,19 @@ def _curves(job: Any, split: str, kind: str) -> dict:
 
 def roc_curve_data(job: Any, split: str) -> dict:
     """One curve for binary, one-vs-rest curves for multiclass; ``area`` is the AUC."""
-    return _curves(job, split, "roc")
+    return _curves(job, split, JobChart.ROC_CURVE)
 
 
 def precision_recall_data(job: Any, split: str) -> dict:
     """``area`` is the average precision."""
-    return _curves(job, split, "pr")
+    return _curves(job, split, JobChart.PRECISION_RECALL)
 
 
 def regression_data(job: Any, split: str) -> dict:
-    _require(job, False, "predicted vs actual")
+    """Actual values, predictions and residuals of ``split``."""
+    _require(job, JobChart.PREDICTED_VS_ACTUAL)
     y, predictions, _ = _truth(job, split)
+    y, predictions = y.reshape(-1), predictions.reshape(-1)
     return {"split": split, "actual": y.tolist(), "predicted": predictions.tolist(),
             "residuals": (y - predictions).tolist()}
 
@@ -114,21 +117,18 @@ def regression_data(job: Any, split: str) -> dict:
 def performance_data(queue: Any, metric: str | None, min_score: float | None = None,
                      max_score: float | None = None) -> dict:
     """Every COMPLETE job's train score against its validation (else test) score."""
-    from aiqc import metrics
     from aiqc.results import metrics_to_pandas
 
-    analysis = _analysis(queue)
-    metric = metric or metrics.default_metric(analysis)
-    if metric not in metrics.names(analysis):
-        raise ValidationError.expected("metric", f"one of {list(metrics.names(analysis))!r}", metric)
+    metric = _analysis(queue).check_metric(metric)
     for name, bound in (("min_score", min_score), ("max_score", max_score)):
         if bound is not None and not isinstance(bound, (int, float)):
             raise ValidationError.expected(name, "None or a number", bound)
-    frame = metrics_to_pandas(queue, [metric], states=["COMPLETE"])
+    frame = metrics_to_pandas(queue, [metric], states=[JobState.COMPLETE])
     wide = frame.pivot_table(index="job_id", columns="split", values=metric, aggfunc="first")
     other = "validation" if "validation" in wide else "test"
     if "train" not in wide or other not in wide:
-        raise ValidationError(f"queue: expected COMPLETE jobs measured on train and {other}; queue {queue.id} has none.")
+        raise ChartNotApplicableError(f"queue: expected {JobState.COMPLETE} jobs measured on train and {other}; "
+                                      f"queue {queue.id} has none.")
     wide = wide.dropna(subset=["train", other])
     keep = np.ones(len(wide), dtype=bool)
     if min_score is not None:
@@ -146,14 +146,10 @@ def performance_data(queue: Any, metric: str | None, min_score: float | None = N
 
 def _scores(queue: Any, metric: str | None, split: str) -> tuple[str, Any]:
     """(metric, rows of COMPLETE jobs on ``split``) with the metric and split checked."""
-    from aiqc import metrics
     from aiqc.results import metrics_to_pandas
 
-    analysis = _analysis(queue)
-    metric = metric or metrics.default_metric(analysis)
-    if metric not in metrics.names(analysis):
-        raise ValidationError.expected("metric", f"one of {list(metrics.names(analysis))!r}", metric)
-    frame = metrics_to_pandas(queue, [metric], states=["COMPLETE"])
+    metric = _analysis(queue).check_metric(metric)
+    frame = metrics_to_pandas(queue, [metric], states=[JobState.COMPLETE])
     if split not in set(frame["split"]):
         raise ValidationError.expected("split", f"one of {sorted(set(frame['split']))!r}", split)
     return metric, frame[frame["split"] == split]
@@ -161,11 +157,9 @@ def _scores(queue: Any, metric: str | None, split: str) -> tuple[str, Any]:
 
 def hyperparameter_data(queue: Any, metric: str | None = None, split: str = "validation") -> dict:
     """Per hyperparameter with more than one value: the metric of every COMPLETE job, by value."""
-    from aiqc.results import _hyperparameter_names
-
     metric, frame = _scores(queue, metric, split)
     out = {}
-    for name in _hyperparameter_names(queue):
+    for name in queue.experiment.hyperparameter_names():
         values = frame[name].map(str)
         if values.nunique() > 1:
             out[name] = {"values": values.tolist(), "scores": frame[metric].tolist()}
@@ -180,16 +174,14 @@ def repeat_spread_data(queue: Any, metric: str | None = None, split: str = "vali
 
 
 # --- searches -------------------------------------------------------------------------------
-def _search_trials(queue: Any) -> tuple[Any, list[dict]]:
-    from aiqc.search import Search, check_space, from_json, trial_records
+def _search_trials(queue: Any) -> tuple[Any, dict, list]:
+    from aiqc.sampling import search_space, trial_records
 
     experiment = queue.experiment
-    if not experiment.search:
-        raise ValidationError(f"queue: expected a queue made with search=...; queue {queue.id} is a plain grid.")
-    search = Search(**experiment.search)
-    trials = trial_records(experiment, search)
-    space = check_space({n: from_json(v) for n, v in experiment.hyperparameters.items()}, search)
-    return search, space, trials
+    search = experiment.search_settings
+    if search is None:
+        raise ChartNotApplicableError(f"queue: expected a queue made with search=...; queue {queue.id} is a plain grid.")
+    return search, search_space(experiment), trial_records(experiment, search)
 
 
 def optimization_history_data(queue: Any) -> dict:
@@ -198,13 +190,13 @@ def optimization_history_data(queue: Any) -> dict:
     numbers, values, best, states = [], [], [], []
     current = None
     for trial in trials:
-        numbers.append(trial["number"])
-        states.append(trial["state"])
-        values.append(trial["value"])
-        if trial["value"] is not None:
-            better = (current is None or (trial["value"] < current if search.direction == "minimize"
-                                          else trial["value"] > current))
-            current = trial["value"] if better else current
+        numbers.append(trial.number)
+        states.append(trial.state.value)
+        values.append(trial.value)
+        if trial.value is not None:
+            better = (current is None or (trial.value < current if search.direction == "minimize"
+                                          else trial.value > current))
+            current = trial.value if better else current
         best.append(current)
     return {"metric": search.metric, "split": search.split, "direction": search.direction, "trials": numbers,
             "values": values, "best": best, "states": states}
@@ -214,8 +206,8 @@ def _complete_table(queue: Any):
     import pandas as pd
 
     search, space, trials = _search_trials(queue)
-    rows = [{**{n: t["params"].get(n) for n in space}, "value": t["value"]}
-            for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    rows = [{**{n: t.params.get(n) for n in space}, "value": t.value}
+            for t in trials if t.state is TrialState.COMPLETE and t.value is not None]
     return search, space, pd.DataFrame(rows, columns=[*space, "value"])
 
 
@@ -227,7 +219,8 @@ def importance_data(queue: Any, seed: int = 0) -> dict:
     search, space, table = _complete_table(queue)
     varying = [n for n in space if table[n].nunique() > 1] if len(table) else []
     if len(table) < 2 or not varying:
-        raise ValidationError(f"queue: expected at least 2 COMPLETE trials that differ; queue {queue.id} has {len(table)}.")
+        raise ChartNotApplicableError(f"queue: expected at least 2 {TrialState.COMPLETE} trials that differ; "
+                                      f"queue {queue.id} has {len(table)}.")
     features = table[varying].apply(lambda c: c if c.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all()
                                     else c.astype(str).astype("category").cat.codes).astype(float)
     forest = RandomForestRegressor(n_estimators=64, random_state=seed).fit(features.to_numpy(), table["value"].to_numpy())
@@ -254,9 +247,11 @@ def contour_data(queue: Any, x: str, y: str, resolution: int = 30) -> dict:
         if name not in space:
             raise ValidationError.expected("x/y", f"searched hyperparameters among {list(space)!r}", name)
     numeric = all(table[n].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all() for n in (x, y))
-    if not numeric or len(table) < 3:
-        raise ValidationError(f"x/y: expected two numeric hyperparameters and 3+ COMPLETE trials; received {x!r}, {y!r} "
-                              f"with {len(table)} trial(s).")
+    if not numeric:
+        raise ValidationError(f"x/y: expected two numeric hyperparameters; received {x!r}, {y!r}.")
+    if len(table) < 3:
+        raise ChartNotApplicableError(f"x/y: expected 3+ {TrialState.COMPLETE} trials; queue {queue.id} has "
+                                      f"{len(table)}.")
     points = table[[x, y]].to_numpy(dtype=float)
     log = {n: getattr(space[n], "log", False) for n in (x, y)}
     axes = []
@@ -282,7 +277,7 @@ def intermediate_data(queue: Any) -> dict:
                                      Job.hyperparamset)
             .join(Job).where(Job.queue == queue).order_by(IntermediateValue.job, IntermediateValue.epoch).tuples())
     for job_id, epoch, value, state, trial in rows:
-        entry = series.setdefault(job_id, {"job_id": job_id, "trial": trial, "state": getattr(state, "value", state),
+        entry = series.setdefault(job_id, {"job_id": job_id, "trial": trial, "state": JobState(state).value,
                                            "epochs": [], "values": []})
         entry["epochs"].append(epoch + 1)
         entry["values"].append(value)

@@ -13,9 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from aiqc.analysis import AnalysisType
-from aiqc.backends import BACKENDS, Prediction, get_backend
-from aiqc.backends._base import to_prediction
+from aiqc.analysis import AnalysisType, Prediction
+from aiqc.backends import BACKENDS, Library, get_backend
 from aiqc.backends.keras import KerasBackend
 from aiqc.exceptions import MissingExtraError, ValidationError
 
@@ -311,6 +310,20 @@ def test_importing_the_backends_imports_no_deep_learning_library():
 
 
 # --- raw outputs -> predictions (no library needed) -------------------------------------------
+def to_prediction(outputs, analysis):
+    """Raw outputs -> Prediction, as the analysis type's registry entry reads them."""
+    return analysis.spec.to_prediction(outputs)
+
+
+def test_every_backend_has_one_row_per_analysis_type():
+    assert set(BACKENDS) == set(Library)
+    for library in Library:
+        backend = get_backend(library)
+        assert set(backend.defaults) == set(AnalysisType), library
+        assert all(callable(row.loss) and callable(row.optimizer) and callable(row.predict)
+                   for row in backend.defaults.values())
+
+
 def test_multiclass_logits_get_a_softmax_and_probabilities_are_kept():
     logits = np.array([[2.0, -1.0, 0.5], [-3.0, 4.0, 0.0]])
     softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
