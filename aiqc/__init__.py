@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiqc import exceptions
 from aiqc.database import destroy_db, setup
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from aiqc.results import list_datasets, list_experiments, list_queues, list_splitsets
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _ALIASES:
         module, attribute = _ALIASES[name]
         value = getattr(importlib.import_module(module), attribute)

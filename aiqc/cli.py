@@ -80,6 +80,7 @@ def _options_first(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``aiqc`` command of ``argv`` (default: ``sys.argv``); the exit status (2 on bad input)."""
     args = _parser().parse_args(_options_first(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(format="%(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:
@@ -110,6 +111,8 @@ def _out(text: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``aiqc run``: build the queue of a YAML spec, run it, and write its config, log, metrics and
+    report to the output directory; 1 when a job failed."""
     from omegaconf import OmegaConf
 
     from aiqc import spec as specs
@@ -156,12 +159,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``aiqc demo``: a small experiment on the bundled iris data."""
     from aiqc.demo import main as demo
 
     return demo(["--db", args.db] if args.db else [])
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """``aiqc list``: print every queue, with its jobs per state."""
     import aiqc
 
     _setup(args)
@@ -171,6 +176,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """``aiqc show queue|job ID``: print a queue's or a job's details and metrics."""
     import aiqc
 
     _setup(args)
@@ -199,6 +205,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
+    """``aiqc best QUEUE``: print the best job of a queue, its hyperparameters and metrics."""
     import aiqc
 
     _setup(args)
@@ -210,6 +217,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``aiqc report QUEUE PATH``: write a queue's HTML report and print its path."""
     import aiqc
 
     _setup(args)
@@ -218,6 +226,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    """``aiqc worker --queue ID``: join a queue as a worker and run its jobs."""
     from aiqc.worker import main as worker
 
     return worker(["--queue", str(args.queue)] + (["--db", args.db] if args.db else [])
@@ -225,6 +234,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    """``aiqc db path|upgrade``: print the database's path, or bring its schema up to date."""
     from aiqc.database import schema_version
 
     path = _setup(args)

@@ -11,9 +11,11 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 
-def fn_build(features_shape, label_shape, **hp):
+def fn_build(features_shape: tuple[int, ...], label_shape: tuple[int, ...], **hp: Any) -> Any:
+    """The demo's model: a torch.nn.Sequential with one hidden layer of ``hp["neuron_count"]`` units."""
     import torch.nn as nn
 
     return nn.Sequential(
@@ -22,7 +24,9 @@ def fn_build(features_shape, label_shape, **hp):
     )
 
 
-def fn_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+def fn_train(model: Any, loser: Any, optimizer: Any, samples_train: dict, samples_evaluate: dict | None,
+             **hp: Any) -> Any:
+    """The demo's training: ``aiqc.torch_fit`` with the job's epoch count and batch size; the trained model."""
     import aiqc
 
     return aiqc.torch_fit(model, loser, optimizer, samples_train, samples_evaluate,
@@ -30,6 +34,7 @@ def fn_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the demo end to end; the exit status (1 when a job failed)."""
     parser = argparse.ArgumentParser(prog="python -m aiqc.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="SQLite file to use (default: AIQC_DB or the user data directory)")
     parser.add_argument("--report", default="aiqc_demo_report.html", help="where to write the HTML report")
@@ -40,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import aiqc
     from aiqc import datum
+    from aiqc.analysis import AnalysisType
 
     out = sys.stdout.write
     path = aiqc.setup(args.db)
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{splitset.count_test} test rows of iris, stratified; encoders fit on the train rows\n")
 
     queue = aiqc.Experiment.make(
-        library="pytorch", analysis_type="classification_multi", fn_build=fn_build, fn_train=fn_train,
+        library="pytorch", analysis_type=AnalysisType.CLASSIFICATION_MULTI, fn_build=fn_build, fn_train=fn_train,
         fn_lose=None, fn_optimize=None, fn_predict=None, repeat_count=2,
         hyperparameters={"neuron_count": [12, 24], "batch_size": [8], "epoch_count": [30, 60]},
         splitset_id=splitset.id, hide_test=False,

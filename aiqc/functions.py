@@ -75,6 +75,7 @@ def check_function(name: str, fn: Any, hyperparameter_names: list[str]) -> None:
 
 
 def source_text(fn: Any) -> str | None:
+    """The function's source, dedented; None when it has none (or is None)."""
     if fn is None:
         return None
     try:

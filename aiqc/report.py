@@ -6,11 +6,14 @@ from __future__ import annotations
 import html
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiqc.analysis import JobChart
 from aiqc.exceptions import AIQCError, ChartNotApplicableError, ValidationError
 from aiqc.states import JobState
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +127,7 @@ def write_report(queue: Any, path: str | Path) -> Path:
     return path.resolve()
 
 
-def _best_metrics(job: Any):
+def _best_metrics(job: Any) -> "pd.DataFrame":
     import pandas as pd
 
     metrics = job.metrics()

@@ -174,6 +174,7 @@ def _listing(model: Any, fields: dict[str, Any]) -> "pd.DataFrame":
 
 
 def list_experiments() -> "pd.DataFrame":
+    """One row per experiment: its splitset, library, analysis type, hyperparameters, repeats."""
     from aiqc.orm import Experiment
 
     return _listing(Experiment, {
@@ -183,6 +184,7 @@ def list_experiments() -> "pd.DataFrame":
 
 
 def list_datasets() -> "pd.DataFrame":
+    """One row per dataset: its name, source, rows, columns, hash and stored size."""
     from aiqc.orm import Dataset
 
     return _listing(Dataset, {
@@ -192,6 +194,7 @@ def list_datasets() -> "pd.DataFrame":
 
 
 def list_splitsets() -> "pd.DataFrame":
+    """One row per splitset: its dataset, label, rows per split, folds, bins and random state."""
     from aiqc.orm import Splitset
 
     return _listing(Splitset, {

@@ -50,6 +50,7 @@ class RunSummary:
 
 
 def worker_id() -> str:
+    """A new worker's id, ``host:pid:token``."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -171,6 +172,7 @@ def record(job_id: int, worker: str, outcome: Any, library: Any, seconds: float,
 
 
 def fail(job_id: int, worker: str, error: str, seconds: float) -> None:
+    """Mark a job FAILED with its error and wall time, if it is still RUNNING under ``worker``."""
     (Job.update(state=JobState.FAILED, error=error, finished_at=utcnow(), seconds=seconds)
      .where((Job.id == job_id) & (Job.worker == worker) & (Job.state == JobState.RUNNING)).execute())
 
@@ -226,6 +228,7 @@ def work(queue_id: int, threads: int | None = None, on_done: Any = None) -> int:
 
 
 def requeue_failed(queue_id: int) -> int:
+    """Put a queue's FAILED jobs back in the queue; returns how many."""
     return (Job.update(state=JobState.QUEUED, worker=None, heartbeat_at=None)
             .where((Job.queue == queue_id) & (Job.state == JobState.FAILED)).execute())
 
@@ -248,11 +251,14 @@ def _progress_bar(queue: Queue, enabled: bool) -> Any:
 
 
 def default_threads(workers: int) -> int:
+    """Intra-op threads per worker by default: the CPU cores shared among ``workers`` (at least 1)."""
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 def run_queue(queue: Queue, workers: int = 1, threads: int | None = None, progress: bool = True,
               retry_failed: bool = False) -> RunSummary:
+    """Run a queue's remaining jobs, in this process (``workers=1``) or in ``workers`` spawned
+    processes, with a progress bar; Ctrl-C stops cleanly. Returns the :class:`RunSummary`."""
     from aiqc.exceptions import ValidationError
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -317,10 +323,10 @@ def _run_processes(queue: Queue, workers: int, threads: int, bar: Any) -> int:
 
 def worker_main(database: str, queue_id: int, threads: int | None = None) -> int:
     """Entry point of a worker process: bind the database, then work the queue."""
-    import aiqc
+    from aiqc.database import setup
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    aiqc.setup(database)
+    setup(database)
     try:
         return work(queue_id, threads=threads)
     except KeyboardInterrupt:

@@ -62,7 +62,8 @@ class Int:
         if self.step < 1 or (self.log and self.step != 1):
             raise ValidationError.expected("Int.step", "an integer >= 1 (and 1 with log=True)", self.step)
 
-    def to_optuna(self):
+    def to_optuna(self) -> Any:
+        """The same range as an Optuna ``IntDistribution``."""
         from optuna.distributions import IntDistribution
 
         return IntDistribution(self.low, self.high, log=self.log, step=self.step)
@@ -81,7 +82,8 @@ class Float:
         object.__setattr__(self, "high", _number(self.high, "Float.high", False))
         _check_range("Float", self.low, self.high, self.log)
 
-    def to_optuna(self):
+    def to_optuna(self) -> Any:
+        """The same range as an Optuna ``FloatDistribution``."""
         from optuna.distributions import FloatDistribution
 
         return FloatDistribution(self.low, self.high, log=self.log)
@@ -102,7 +104,8 @@ class Categorical:
                 raise ValidationError.expected("Categorical.choices", "numbers, strings, bools or None", choice)
         object.__setattr__(self, "choices", tuple(choices))
 
-    def to_optuna(self):
+    def to_optuna(self) -> Any:
+        """The same choices as an Optuna ``CategoricalDistribution``."""
         from optuna.distributions import CategoricalDistribution
 
         return CategoricalDistribution(list(self.choices))
@@ -112,6 +115,7 @@ DISTRIBUTIONS = {"int": Int, "float": Float, "categorical": Categorical}
 
 
 def is_distribution(value: Any) -> bool:
+    """Whether ``value`` is a search distribution (:class:`Int`, :class:`Float` or :class:`Categorical`)."""
     return isinstance(value, (Int, Float, Categorical))
 
 
@@ -127,6 +131,7 @@ def to_json(value: Any) -> Any:
 
 
 def from_json(value: Any) -> Any:
+    """The inverse of :func:`to_json`: a tagged dict becomes its distribution again; other values are unchanged."""
     if isinstance(value, dict) and MARK in value:
         data = {k: v for k, v in value.items() if k != MARK}
         return DISTRIBUTIONS[value[MARK]](**data)
@@ -163,6 +168,7 @@ class Search:
 
     @classmethod
     def parse(cls, value: Any) -> "Search | None":
+        """A Search from the ``search`` argument: None, a Search, or a dict of its settings."""
         if value is None or isinstance(value, cls):
             return value
         if isinstance(value, dict):
@@ -229,6 +235,7 @@ class Search:
 
 
 def require_optuna() -> None:
+    """Raise MissingExtraError unless optuna is installed (the ``aiqc[search]`` extra)."""
     import importlib.util
 
     if importlib.util.find_spec("optuna") is None:
@@ -256,6 +263,7 @@ def constants(hyperparameters: dict) -> dict[str, Any]:
 
 
 def job_seed(seed: int, trial: int, repeat: int, fold: int) -> int:
+    """A job's seed, derived deterministically from the search seed, trial, repeat and fold."""
     return (seed * 1_000_003 + trial * 10_007 + repeat * 101 + fold) % (2**31 - 1)
 
 

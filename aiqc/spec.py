@@ -22,9 +22,14 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from aiqc.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from aiqc.orm import Queue
 
 SECTIONS = {
     "data": {"datum", "path", "label_column", "feature_cols_excluded", "label_encoder", "feature_encoders",
@@ -38,7 +43,7 @@ FUNCTIONS = ("fn_build", "fn_train", "fn_lose", "fn_optimize", "fn_predict")
 
 
 # --- loading and overriding -------------------------------------------------------------------
-def load(path: str | Path, overrides: list[str] | None = None, multirun: bool = False):
+def load(path: str | Path, overrides: list[str] | None = None, multirun: bool = False) -> DictConfig:
     """The spec at ``path`` with ``overrides`` applied, as an OmegaConf DictConfig."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -58,6 +63,8 @@ def load(path: str | Path, overrides: list[str] | None = None, multirun: bool = 
 
 
 def apply_override(config: Any, override: str, multirun: bool = False) -> None:
+    """Apply one override to ``config`` in place: ``key=value`` changes an existing key,
+    ``+key=value`` adds one, ``~key`` removes one; in a sweep, ``a,b`` becomes a list."""
     from omegaconf import OmegaConf
 
     if not isinstance(override, str) or not override.strip():
@@ -123,12 +130,15 @@ def flatten(config: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 # --- validation and building ------------------------------------------------------------------
 def to_dict(config: Any) -> dict:
+    """The config as plain dicts and lists, interpolations resolved."""
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(config, resolve=True)
 
 
 def check_structure(spec: dict) -> None:
+    """Raise ValidationError unless the spec has known sections and keys, the required keys,
+    and exactly one of ``data.datum`` / ``data.path``."""
     unknown = sorted(set(spec) - TOP)
     if unknown:
         raise ValidationError(f"{unknown[0]}: expected top-level keys among {sorted(TOP)!r}; received unknown {unknown!r}.")
@@ -222,7 +232,7 @@ def _distribution(value: Any, key: str) -> Any:
                                    value)
 
 
-def _prefixed(section: str, call, *args, **kwargs):
+def _prefixed(section: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return call(*args, **kwargs)
     except ValidationError as error:
@@ -230,12 +240,13 @@ def _prefixed(section: str, call, *args, **kwargs):
         raise ValidationError(message if message.startswith(section + ".") else f"{section}.{message}") from error
 
 
-def build(spec: dict, base: Path | None = None):
+def build(spec: dict, base: Path | None = None) -> Queue:
     """Store the pipeline and the experiment of a spec in one transaction; return the Queue.
     Any error leaves the database as it was."""
-    import aiqc
     from aiqc import datum
     from aiqc.database import ensure_setup
+    from aiqc.orm import Experiment
+    from aiqc.pipeline import Pipeline
 
     check_structure(spec)
     data, experiment = dict(spec["data"]), dict(spec["experiment"])
@@ -255,8 +266,8 @@ def build(spec: dict, base: Path | None = None):
             raise ValidationError.expected("experiment.hyperparameters", "a mapping of name: values", hyperparameters)
         hyperparameters = {k: _distribution(v, f"experiment.hyperparameters.{k}") for k, v in hyperparameters.items()}
     with ensure_setup().atomic():
-        splitset = _prefixed("data", aiqc.Pipeline.Tabular.make, df_or_path=source, **data)
-        return _prefixed("experiment", aiqc.Experiment.make, splitset_id=splitset.id, hyperparameters=hyperparameters,
+        splitset = _prefixed("data", Pipeline.Tabular.make, df_or_path=source, **data)
+        return _prefixed("experiment", Experiment.make, splitset_id=splitset.id, hyperparameters=hyperparameters,
                          **functions, **experiment)
 
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aiqc import caches
 from aiqc.exceptions import JobPruned, UserFunctionError
+
+if TYPE_CHECKING:
+    from aiqc.analysis import AnalysisType
+    from aiqc.backends import Backend
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +34,8 @@ class JobOutcome:
 
 @caches.register
 @lru_cache(maxsize=8)
-def _encoded_samples(database: str, splitset_id: int, fold_index: int | None, split: str):
+def _encoded_samples(database: str, splitset_id: int, fold_index: int | None,
+                     split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Encoded arrays of one split, cached per worker: jobs of a queue share them."""
     from aiqc.orm import Splitset
 
@@ -94,7 +99,9 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
     return _measure(backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned)
 
 
-def _train(backend, analysis, functions, model, label_shape, hp, samples_train, samples_evaluate):
+def _train(backend: Backend, analysis: AnalysisType, functions: dict[str, Any], model: Any,
+           label_shape: tuple[int, ...], hp: dict[str, Any], samples_train: dict,
+           samples_evaluate: dict) -> tuple[Any, float]:
     import time
 
     from aiqc import functions as fn_tools
@@ -127,7 +134,9 @@ def _train(backend, analysis, functions, model, label_shape, hp, samples_train, 
     return trained, seconds
 
 
-def _measure(backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned):
+def _measure(backend: Backend, analysis: AnalysisType, functions: dict[str, Any], trained: Any,
+             arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], splits: list[str], splitset: Any,
+             timings: dict[str, float], pruned: bool) -> JobOutcome:
     """Predict every split with the trained model and compute its metrics."""
     import time
 

@@ -12,6 +12,7 @@ import logging
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run jobs of the ``--queue`` until none is QUEUED; the exit status (0)."""
     parser = argparse.ArgumentParser(prog="python -m aiqc.worker", description="Run jobs of an aiqc queue.")
     parser.add_argument("--queue", type=int, required=True, help="queue id (queue.id)")
     parser.add_argument("--db", help="SQLite file (default: AIQC_DB or the user data directory)")

@@ -38,7 +38,6 @@ def _functions(library: str):
 
 
 def bare_loop(library: str, splitset, evaluate: bool) -> float:
-    from aiqc import metrics
     from aiqc.analysis import AnalysisType
     from aiqc.backends import get_backend
 
@@ -57,7 +56,8 @@ def bare_loop(library: str, splitset, evaluate: bool) -> float:
         if evaluate:
             for split, samples in arrays.items():
                 p = backend.predict(model, samples["features"], analysis)
-                metrics.compute(analysis, samples["labels"].argmax(1), p.predictions, p.probabilities, labels=[0, 1, 2])
+                analysis.spec.compute_metrics(samples["labels"].argmax(1), p.predictions, p.probabilities,
+                                              labels=[0, 1, 2])
     return time.perf_counter() - start
 
 

@@ -13,8 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def db(tmp_path, monkeypatch):
     """A fresh database bound for this test; unbound afterwards."""
     import aiqc
+    from aiqc.database import clear_caches
     from aiqc.orm import database_proxy
-    from aiqc.orm.dataset import _read_frame
 
     monkeypatch.delenv("AIQC_DB", raising=False)
     path = aiqc.setup(tmp_path / "aiqc.sqlite3")
@@ -22,7 +22,7 @@ def db(tmp_path, monkeypatch):
     if database_proxy.obj is not None:
         database_proxy.obj.close()
         database_proxy.initialize(None)
-    _read_frame.cache_clear()
+    clear_caches()
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 import aiqc
 from aiqc import datum
 from aiqc.analysis import AnalysisType
-from aiqc.orm import HistoryEntry, Job, JobState, Metric, Prediction, TrainedModel
+from aiqc.backends import Library
+from aiqc.orm import HistoryEntry, Job, JobState, Metric, Prediction, TrainedModel, database_proxy
 
 import fns
 from fns import reference_make
@@ -211,6 +212,13 @@ def test_results_are_all_in_the_database(db, library):
     assert job.seconds > 0 and job.finished_at >= job.started_at and job.attempts == 1
     experiment = queue.experiment
     assert "def " in experiment.sources["fn_build"] and experiment.library == library
+    # library and analysis type are enum columns: members in Python, their values in SQL
+    stored = aiqc.Experiment.get_by_id(experiment.id)
+    assert stored.library is Library(library) and stored.analysis_type is AnalysisType.CLASSIFICATION_MULTI
+    assert TrainedModel.get(TrainedModel.job == job).library is Library(library)
+    row = database_proxy.obj.execute_sql("SELECT library, analysis_type FROM experiment WHERE id = ?",
+                                         (experiment.id,)).fetchone()
+    assert row == (library, "classification_multi")
 
 
 def test_same_seed_reproduces_a_pytorch_job_exactly(db):

@@ -41,6 +41,8 @@ DEFAULTS = {
 
 
 class KerasBackend(Backend):
+    """Keras 3 on TensorFlow: models are ``keras.Model``."""
+
     name = "keras"
     extra = "keras"
     modules = ("tensorflow", "keras")
@@ -78,7 +80,7 @@ class KerasBackend(Backend):
         original = model.fit
 
         class ReportEpochs(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
                 if epochs.report(epoch, dict(logs or {})):
                     self.model.stop_training = True
 

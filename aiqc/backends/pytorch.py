@@ -44,6 +44,8 @@ DEFAULTS = {
 
 
 class TorchBackend(Backend):
+    """PyTorch: models are ``torch.nn.Module``, trained on CUDA when available."""
+
     name = "pytorch"
     extra = "pytorch"
     modules = ("torch",)

@@ -34,10 +34,12 @@ class EncoderSpec:
 
     @property
     def class_path(self) -> str:
+        """The transformer's class as ``module.QualifiedName``."""
         cls = type(self.transformer)
         return f"{cls.__module__}.{cls.__qualname__}"
 
     def describe(self) -> str:
+        """The parameter and transformer class, for messages, e.g. ``feature_encoders[0] (StandardScaler)``."""
         return f"{self.parameter} ({type(self.transformer).__name__})"
 
 
@@ -77,6 +79,7 @@ def _check_entry(entry: Any, parameter: str, allowed: set[str], expected: str) -
 
 
 def parse_label_encoder(value: Any) -> EncoderSpec | None:
+    """The checked spec of a ``label_encoder`` argument, or None when there is none."""
     if value is None:
         return None
     parameter = "label_encoder"
@@ -86,6 +89,7 @@ def parse_label_encoder(value: Any) -> EncoderSpec | None:
 
 
 def parse_feature_encoders(value: Any) -> list[EncoderSpec]:
+    """The checked specs of a ``feature_encoders`` argument (one dict or a list of them; None: none)."""
     if value is None:
         return []
     if isinstance(value, dict):
@@ -212,6 +216,8 @@ def transform(transformer: Any, frame: pd.DataFrame) -> np.ndarray:
 
 
 def output_names(transformer: Any, columns: list[str], width: int) -> list[str]:
+    """Names of a fitted transformer's ``width`` output columns: its own feature names when it
+    has them, else the input columns, else numbered names derived from them."""
     try:
         names = [str(n) for n in transformer.get_feature_names_out(columns)]
         if len(names) == width:
@@ -224,6 +230,7 @@ def output_names(transformer: Any, columns: list[str], width: int) -> list[str]:
 
 
 def describe_params(transformer: Any) -> dict[str, str]:
+    """A transformer's own parameters (``get_params(deep=False)``), non-scalar values shown as text."""
     try:
         params = transformer.get_params(deep=False)
     except (AttributeError, TypeError):

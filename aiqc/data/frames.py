@@ -60,6 +60,7 @@ def check_frame(df: object, parameter: str = "df_or_path") -> pd.DataFrame:
 
 
 def dtype_names(df: pd.DataFrame) -> dict[str, str]:
+    """Column name -> dtype name (e.g. ``'float64'``) of every column of ``df``."""
     return {column: str(dtype) for column, dtype in df.dtypes.items()}
 
 
@@ -99,6 +100,7 @@ def parts_to_frame(blobs: list[bytes], columns: list[str] | None = None) -> pd.D
 
 
 def is_numeric(dtype: object) -> bool:
+    """Integer and float dtypes: values that are quantities (bool does not count)."""
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 

@@ -23,6 +23,8 @@ from aiqc.exceptions import ValidationError
 
 @dataclass
 class DatasetPlan:
+    """A checked table to store as a Dataset: the DataFrame, where it came from, its name."""
+
     df: pd.DataFrame
     source: str
     name: str | None = None
@@ -30,11 +32,14 @@ class DatasetPlan:
 
     @property
     def dtypes(self) -> dict[str, str]:
+        """Column name -> dtype name of the dataset's columns."""
         return dtype_names(self.df)
 
 
 @dataclass
 class LabelPlan:
+    """A checked label column to store as a Label: its dtype, classes and each row's class code."""
+
     column: str
     dtype: str
     categorical: bool  # text/bool/category, or integer: stratified by class
@@ -46,12 +51,16 @@ class LabelPlan:
 
 @dataclass
 class FeaturePlan:
+    """Checked feature columns to store as a Feature, and the columns excluded."""
+
     columns: list[str]
     excluded: list[str]
 
 
 @dataclass
 class SplitPlan:
+    """Checked split settings and the row indices of each split and fold, to store as a Splitset."""
+
     size_test: float
     size_validation: float | None
     bin_count: int | None
@@ -64,6 +73,8 @@ class SplitPlan:
 
 @dataclass
 class EncoderPlan:
+    """One fitted encoder to store as an Encoder: its spec, side, scope (fold), columns in and out."""
+
     spec: encode.EncoderSpec
     side: str  # "label" or "feature"
     position: int
@@ -75,6 +86,7 @@ class EncoderPlan:
 
 def plan_dataset(df_or_path: Any, name: str | None = None, description: str | None = None,
                  parameter: str = "df_or_path") -> DatasetPlan:
+    """The checked dataset of a DataFrame or a file path (read here), with its name and description."""
     from aiqc.data.frames import read_path
     import os
 
@@ -92,6 +104,8 @@ def plan_dataset(df_or_path: Any, name: str | None = None, description: str | No
 
 
 def plan_label(df: pd.DataFrame, column: Any, parameter: str = "label_column") -> LabelPlan:
+    """The label ``column`` of ``df``, checked (no missing values, at least 2 distinct), with its
+    classes (categorical labels) and each row's class code."""
     if not isinstance(column, str):
         raise ValidationError.expected(parameter, "the name of one column (a string)", column)
     if column not in df.columns:
@@ -120,6 +134,7 @@ def plan_label(df: pd.DataFrame, column: Any, parameter: str = "label_column") -
 
 def plan_feature(df: pd.DataFrame, excluded: Any, label_column: str | None,
                  parameter: str = "feature_cols_excluded") -> FeaturePlan:
+    """The feature columns of ``df``: all but the ``excluded`` ones, which must include the label."""
     if excluded is None:
         excluded = []
     elif isinstance(excluded, str):
@@ -161,6 +176,8 @@ def _count(value: Any, parameter: str) -> int | None:
 
 def plan_splits(label: LabelPlan, size_test: Any = 0.22, size_validation: Any = None,
                 fold_count: Any = None, bin_count: Any = None, random_state: Any = None) -> SplitPlan:
+    """The checked split sizes and the row indices of each split (and fold), stratified by the
+    label's classes or bins; a random ``random_state`` is drawn when None."""
     size_test = _fraction(size_test, "size_test", optional=False)
     size_validation = _fraction(size_validation, "size_validation", optional=True)
     if size_validation is not None and size_test + size_validation >= 1:

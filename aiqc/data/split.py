@@ -21,6 +21,7 @@ class Strata:
 
     @property
     def counts(self) -> np.ndarray:
+        """Rows per class (or bin); empty for an unstratified split."""
         return np.bincount(self.codes, minlength=len(self.names)) if self.codes is not None else np.array([])
 
 
@@ -41,6 +42,8 @@ def make_strata(codes: np.ndarray, classes: list | None, values: np.ndarray | No
 
 
 def split_counts(n: int, size_test: float, size_validation: float | None) -> dict[str, int]:
+    """Rows per split (train, validation, test) of ``n`` rows; test (and validation, when asked
+    for) get at least one row, train the rest."""
     test = max(1, int(round(size_test * n)))
     validation = max(1, int(round(size_validation * n))) if size_validation else 0
     return {"train": n - test - validation, "validation": validation, "test": test}
@@ -123,6 +126,7 @@ def split_indices(n: int, counts: dict[str, int], strata: Strata, seed: int) -> 
 
 
 def check_fold_count(fold_count: int, strata: Strata, train_rows: np.ndarray, column: str) -> None:
+    """Raise ValidationError unless the training rows (of every class or bin) number at least ``fold_count``."""
     if len(train_rows) < fold_count:
         raise ValidationError(
             f"fold_count: expected at most the {len(train_rows)} training rows; received {fold_count}."

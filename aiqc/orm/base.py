@@ -12,9 +12,12 @@ import enum
 import io
 import json
 import pickle
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import peewee as pw
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 database_proxy = pw.DatabaseProxy()
 
@@ -39,6 +42,7 @@ def ensure_database() -> pw.Database:
 
 
 def utcnow() -> _dt.datetime:
+    """The current time in UTC, as a naive datetime (how the database stores times)."""
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 
@@ -46,9 +50,11 @@ class JSONField(pw.TextField):
     """A JSON document stored as text (readable from plain SQL)."""
 
     def db_value(self, value: Any) -> str | None:
+        """The value as JSON text (None stays NULL)."""
         return None if value is None else json.dumps(value)
 
     def python_value(self, value: str | None) -> Any:
+        """The stored JSON text, parsed (NULL: None)."""
         return None if value is None else json.loads(value)
 
 
@@ -56,6 +62,7 @@ class ArrayField(pw.BlobField):
     """A numpy array stored in ``.npy`` format (dtype and shape travel with the bytes)."""
 
     def db_value(self, value: Any) -> Any:
+        """The array as ``.npy`` bytes (None stays NULL)."""
         if value is None:
             return None
         import numpy as np
@@ -65,6 +72,7 @@ class ArrayField(pw.BlobField):
         return super().db_value(buffer.getvalue())
 
     def python_value(self, value: Any) -> Any:
+        """The stored ``.npy`` bytes as a numpy array (NULL: None)."""
         if value is None:
             return None
         import numpy as np
@@ -79,11 +87,13 @@ class PickleField(pw.BlobField):
     """
 
     def db_value(self, value: Any) -> Any:
+        """The object, pickled (None stays NULL)."""
         if value is None:
             return None
         return super().db_value(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
     def python_value(self, value: Any) -> Any:
+        """The stored bytes, unpickled (NULL: None)."""
         return None if value is None else pickle.loads(bytes(value))
 
 
@@ -96,9 +106,11 @@ class EnumField(pw.CharField):
         super().__init__(**kwargs)
 
     def db_value(self, value: Any) -> Any:
+        """The enum member's value (a member or its value may be given; None stays NULL)."""
         return None if value is None else self.enum_class(value).value
 
     def python_value(self, value: Any) -> Any:
+        """The enum member of the stored value (NULL: None)."""
         return None if value is None else self.enum_class(value)
 
 
@@ -112,7 +124,7 @@ class BaseModel(pw.Model):
         legacy_table_names = False
 
     @classmethod
-    def get_by_id(cls, pk: int):  # noqa: D401 - same contract as peewee, better error
+    def get_by_id(cls, pk: int) -> Self:  # noqa: D401 - same contract as peewee, better error
         """Return the record with this id, or raise :class:`aiqc.exceptions.NotFoundError`."""
         from aiqc.exceptions import NotFoundError
 

@@ -95,6 +95,7 @@ class Dataset(BaseModel):
         return frame.copy()
 
     def to_numpy(self, columns: list[str] | None = None, rows: Any = None) -> "np.ndarray":
+        """The stored table (or some columns / rows of it) as a numpy array."""
         return self.to_pandas(columns, rows).to_numpy()
 
     # --- next steps (low-level API) ---------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
@@ -10,12 +10,15 @@ from aiqc.orm.base import BaseModel, JSONField
 from aiqc.orm.dataset import Dataset
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from aiqc.data.plan import FeaturePlan
 
 
 class Feature(BaseModel):
+    """The feature columns of a dataset: the columns the model sees, and those excluded."""
+
     dataset = pw.ForeignKeyField(Dataset, backref="features", on_delete="CASCADE")
     columns = JSONField()
     columns_excluded = JSONField()
@@ -24,8 +27,10 @@ class Feature(BaseModel):
     def _from_plan(cls, dataset: Dataset, plan: "FeaturePlan") -> "Feature":
         return cls.create(dataset=dataset, columns=plan.columns, columns_excluded=plan.excluded)
 
-    def to_pandas(self, rows=None) -> "pd.DataFrame":
+    def to_pandas(self, rows: Any = None) -> "pd.DataFrame":
+        """The feature columns of the dataset (or some rows of them) as a DataFrame."""
         return self.dataset.to_pandas(self.columns, rows)
 
-    def to_numpy(self, rows=None):
+    def to_numpy(self, rows: Any = None) -> "np.ndarray":
+        """The feature columns of the dataset (or some rows of them) as a numpy array."""
         return self.to_pandas(rows).to_numpy()

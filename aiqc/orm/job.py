@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import peewee as pw
 
 from aiqc.orm.base import BaseModel, EnumField
@@ -9,19 +11,28 @@ from aiqc.orm.experiment import Experiment, Hyperparamset
 from aiqc.orm.splitset import Fold
 from aiqc.states import JobState
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+    import plotly.graph_objects as go
+
 
 class Queue(BaseModel):
+    """A run of an experiment: its jobs (hyperparameter combination x repeat x fold) and its output directory."""
+
     experiment = pw.ForeignKeyField(Experiment, backref="queues", on_delete="CASCADE")
     output_dir = pw.TextField(null=True)  # set by `aiqc run`: config, log, metrics, report
 
-    def to_config(self, path):
+    def to_config(self, path: str | Path) -> Path:
         """Write a YAML spec (plus the functions' source as a module) that reproduces this queue."""
         from aiqc.spec import export
 
         return export(self, path)
 
     def run_jobs(self, workers: int = 1, *, threads: int | None = None, progress: bool = True,
-                 retry_failed: bool = False):
+                 retry_failed: bool = False) -> Any:
         """Train every job not yet COMPLETE; returns a :class:`~aiqc.runner.RunSummary`.
 
         ``workers=1`` runs jobs one at a time in this process; ``workers=N`` starts N local
@@ -48,6 +59,7 @@ class Queue(BaseModel):
 
     @property
     def job_count(self) -> int:
+        """Jobs the queue holds now."""
         return self.jobs.count()
 
     @property
@@ -68,14 +80,16 @@ class Queue(BaseModel):
         return best_params(self, metric, split)
 
     # --- results ---------------------------------------------------------------------
-    def metrics_to_pandas(self, selected_metrics=None, sort_by=None, ascending: bool = False, states=None):
+    def metrics_to_pandas(self, selected_metrics: list[str] | None = None, sort_by: str | list[str] | None = None,
+                          ascending: bool = False, states: list[str] | None = None) -> "pd.DataFrame":
         """One row per job x split: ids, repeat, fold, split, hyperparameters, metrics, state.
         ``states`` filters, e.g. ``["COMPLETE"]`` (default: COMPLETE and PRUNED jobs)."""
         from aiqc.results import metrics_to_pandas
 
         return metrics_to_pandas(self, selected_metrics, sort_by, ascending, states)
 
-    def metrics_aggregate(self, selected_metrics=None, stats=("mean", "std", "min", "max")):
+    def metrics_aggregate(self, selected_metrics: list[str] | None = None,
+                          stats: tuple[str, ...] = ("mean", "std", "min", "max")) -> "pd.DataFrame":
         """Per hyperparameter combination and split: mean/std/min/max across repeats and folds."""
         from aiqc.results import metrics_aggregate
 
@@ -87,47 +101,57 @@ class Queue(BaseModel):
 
         return best_job(self, metric, split)
 
-    def plot_performance(self, metric: str | None = None, min_score=None, max_score=None):
+    def plot_performance(self, metric: str | None = None, min_score: float | None = None,
+                         max_score: float | None = None) -> "go.Figure":
+        """Chart of every COMPLETE job's train score against its validation (else test) score:
+        overfitting shows as points far from the diagonal."""
         from aiqc.plots import plot_performance
 
         return plot_performance(self, metric, min_score, max_score)
 
-    def plot_hyperparameters(self, metric: str | None = None, split: str = "validation"):
+    def plot_hyperparameters(self, metric: str | None = None, split: str = "validation") -> "go.Figure":
+        """Chart of the metric of every COMPLETE job by the value of each varying hyperparameter (box + points)."""
         from aiqc.plots import plot_hyperparameters
 
         return plot_hyperparameters(self, metric, split)
 
-    def plot_repeat_spread(self, metric: str | None = None, split: str = "validation"):
+    def plot_repeat_spread(self, metric: str | None = None, split: str = "validation") -> "go.Figure":
+        """Chart of the metric's spread across repeats and folds, per hyperparameter combination."""
         from aiqc.plots import plot_repeat_spread
 
         return plot_repeat_spread(self, metric, split)
 
-    def plot_optimization_history(self):
+    def plot_optimization_history(self) -> "go.Figure":
+        """Chart of a search's trial values, in trial order, and the best so far."""
         from aiqc.plots import plot_optimization_history
 
         return plot_optimization_history(self)
 
-    def plot_param_importance(self):
+    def plot_param_importance(self) -> "go.Figure":
+        """Chart of how much each searched hyperparameter explains the trial value (random-forest importance)."""
         from aiqc.plots import plot_param_importance
 
         return plot_param_importance(self)
 
-    def plot_contour(self, x: str, y: str):
+    def plot_contour(self, x: str, y: str) -> "go.Figure":
+        """Contour chart of a search's trial value over two numeric hyperparameters ``x`` and ``y``."""
         from aiqc.plots import plot_contour
 
         return plot_contour(self, x, y)
 
-    def plot_slice(self):
+    def plot_slice(self) -> "go.Figure":
+        """Chart of a search's trial value against each searched hyperparameter."""
         from aiqc.plots import plot_slice
 
         return plot_slice(self)
 
-    def plot_intermediate_values(self):
+    def plot_intermediate_values(self) -> "go.Figure":
+        """Chart of the value the pruner watched per epoch, per job; pruned jobs end early (dashed)."""
         from aiqc.plots import plot_intermediate_values
 
         return plot_intermediate_values(self)
 
-    def report(self, path):
+    def report(self, path: str | Path) -> Path:
         """Write one self-contained HTML file (tables + every chart); returns its path."""
         from aiqc.report import write_report
 
@@ -135,6 +159,8 @@ class Queue(BaseModel):
 
 
 class Job(BaseModel):
+    """One training run of a queue: a hyperparameter combination x repeat x fold, its seed and state."""
+
     queue = pw.ForeignKeyField(Queue, backref="jobs", on_delete="CASCADE")
     hyperparamset = pw.ForeignKeyField(Hyperparamset, backref="jobs", on_delete="CASCADE")
     fold = pw.ForeignKeyField(Fold, backref="jobs", null=True, on_delete="CASCADE")
@@ -151,13 +177,15 @@ class Job(BaseModel):
 
     @property
     def hyperparameters(self) -> dict:
+        """The job's hyperparameters, ``{name: value}``."""
         return self.hyperparamset.hyperparameters
 
     @property
     def fold_index(self) -> int | None:
+        """The index of the job's fold, or None without cross-validation."""
         return None if self.fold_id is None else self.fold.fold_index
 
-    def get_model(self):
+    def get_model(self) -> Any:
         """The trained model (keras.Model / torch.nn.Module), loaded from the database."""
         from aiqc.backends import get_backend
         from aiqc.exceptions import AIQCError
@@ -196,45 +224,50 @@ class Job(BaseModel):
             out.setdefault(row.name, []).append(float("nan") if row.value is None else row.value)
         return out
 
-    def history_to_pandas(self):
+    def history_to_pandas(self) -> "pd.DataFrame":
         """One row per epoch, one column per recorded name (loss, val_loss, ...)."""
         from aiqc.results import history_to_pandas
 
         return history_to_pandas(self)
 
-    def predict(self, df):
+    def predict(self, df: "pd.DataFrame") -> "pd.DataFrame":
         """Predict raw rows (original columns) through the stored encoders and model;
         returns ``prediction`` in the label's original values (+ class probabilities)."""
         from aiqc.inference import predict
 
         return predict(self, df)
 
-    def plot_learning_curve(self):
+    def plot_learning_curve(self) -> "go.Figure":
+        """Chart of the loss and each recorded metric per epoch, train against validation."""
         from aiqc.plots import plot_learning_curve
 
         return plot_learning_curve(self)
 
-    def plot_confusion_matrix(self, splits=None):
+    def plot_confusion_matrix(self, splits: list[str] | None = None) -> "go.Figure":
+        """Confusion-matrix heatmaps, one per split (default: every measured split); classification only."""
         from aiqc.plots import plot_confusion_matrix
 
         return plot_confusion_matrix(self, splits)
 
-    def plot_roc_curve(self, split: str = "test"):
+    def plot_roc_curve(self, split: str = "test") -> "go.Figure":
+        """Chart of the ROC curve (binary) or one-vs-rest curves (multiclass) on ``split``, with each AUC."""
         from aiqc.plots import plot_roc_curve
 
         return plot_roc_curve(self, split)
 
-    def plot_precision_recall(self, split: str = "test"):
+    def plot_precision_recall(self, split: str = "test") -> "go.Figure":
+        """Chart of precision against recall on ``split``, with each average precision."""
         from aiqc.plots import plot_precision_recall
 
         return plot_precision_recall(self, split)
 
-    def plot_regression(self, split: str = "test"):
+    def plot_regression(self, split: str = "test") -> "go.Figure":
+        """Charts of predicted against actual values and of residuals on ``split``; regression only."""
         from aiqc.plots import plot_regression
 
         return plot_regression(self, split)
 
-    def predictions(self, split: str):
+    def predictions(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The stored ``(row indices, predictions, probabilities)`` of ``split``."""
         from aiqc.orm.result import Prediction
 

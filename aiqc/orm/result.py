@@ -10,6 +10,8 @@ from aiqc.orm.job import Job
 
 
 class Metric(BaseModel):
+    """One metric of a job on one split, e.g. validation accuracy."""
+
     job = pw.ForeignKeyField(Job, backref="metric_rows", on_delete="CASCADE")
     split = pw.CharField()  # train / validation / test
     name = pw.CharField()  # accuracy, f1, roc_auc, r2, ...
@@ -20,6 +22,8 @@ class Metric(BaseModel):
 
 
 class HistoryEntry(BaseModel):
+    """One recorded value of a job at one epoch, e.g. ``val_loss`` at epoch 3."""
+
     job = pw.ForeignKeyField(Job, backref="history_rows", on_delete="CASCADE")
     epoch = pw.IntegerField()
     name = pw.CharField()  # loss, val_loss, accuracy, ...
@@ -41,6 +45,8 @@ class IntermediateValue(BaseModel):
 
 
 class Prediction(BaseModel):
+    """A job's predictions on one split: the dataset rows, predictions and class probabilities."""
+
     job = pw.ForeignKeyField(Job, backref="prediction_rows", on_delete="CASCADE")
     split = pw.CharField()
     indices = ArrayField()  # dataset rows, aligned with predictions
@@ -52,6 +58,8 @@ class Prediction(BaseModel):
 
 
 class TrainedModel(BaseModel):
+    """A job's trained model, serialised by its library's backend."""
+
     job = pw.ForeignKeyField(Job, backref="model_rows", unique=True, on_delete="CASCADE")
     library = EnumField(Library)
     blob = pw.BlobField()

@@ -74,7 +74,8 @@ class Splitset(BaseModel):
             return cls._from_plan(label, feature, splits, name=name, description=description)
 
     @classmethod
-    def _from_plan(cls, label: Label, feature: Feature, plan: "SplitPlan", name=None, description=None) -> "Splitset":
+    def _from_plan(cls, label: Label, feature: Feature, plan: "SplitPlan", name: str | None = None,
+                   description: str | None = None) -> "Splitset":
         counts = {s: (0 if rows is None else len(rows)) for s, rows in plan.indices.items()}
         splitset = cls.create(
             label=label, feature=feature, name=name, description=description,
@@ -127,6 +128,7 @@ class Splitset(BaseModel):
             else ["train", "validation", "test"]
 
     def get_fold(self, fold: int | None) -> "Fold | None":
+        """The :class:`Fold` with index ``fold`` (checked against the splitset's folds); None for None."""
         if fold is None:
             return None
         if not self.fold_count:
@@ -150,6 +152,8 @@ class Splitset(BaseModel):
         return rows
 
     def encoders_for(self, fold: int | None = None, side: str | None = None) -> list["Encoder"]:
+        """The encoders fit for a scope (the fold's, or the train split's), optionally of one
+        ``side`` ('label' or 'feature'), in side and position order."""
         from aiqc.orm.encoder import Encoder
 
         record = self.get_fold(fold)
@@ -185,6 +189,8 @@ class Splitset(BaseModel):
         return pd.DataFrame(values, columns=names, index=frame.index)
 
     def label_to_pandas(self, split: str = "train", fold: int | None = None, encoded: bool = False) -> "pd.DataFrame":
+        """The label column of ``split``; ``encoded=True`` applies the label encoder fit for that
+        split's scope (the fold's when ``fold`` is given), if there is one."""
         import pandas as pd
 
         rows = self.indices(split, fold)
@@ -209,9 +215,11 @@ class Splitset(BaseModel):
         return encoders[0].fitted if encoders else None
 
     def features_to_numpy(self, split: str = "train", fold: int | None = None, encoded: bool = True) -> np.ndarray:
+        """Feature columns of ``split`` as an array, encoded by default (see :meth:`features_to_pandas`)."""
         return self.features_to_pandas(split, fold, encoded).to_numpy()
 
     def label_to_numpy(self, split: str = "train", fold: int | None = None, encoded: bool = True) -> np.ndarray:
+        """The label of ``split`` as a 2-D array, encoded by default (see :meth:`label_to_pandas`)."""
         return self.label_to_pandas(split, fold, encoded).to_numpy()
 
     def samples(self, split: str = "train", fold: int | None = None) -> dict[str, np.ndarray]:

@@ -3,10 +3,13 @@ drawn from the data computed in :mod:`aiqc.plots._data` (which tests check direc
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiqc.plots import _data
 from aiqc.states import JobState
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 __all__ = ["plot_learning_curve", "plot_confusion_matrix", "plot_roc_curve", "plot_precision_recall",
            "plot_regression", "plot_performance", "plot_hyperparameters", "plot_repeat_spread"]
@@ -14,19 +17,19 @@ __all__ = ["plot_learning_curve", "plot_confusion_matrix", "plot_roc_curve", "pl
 TEMPLATE = "plotly_white"
 
 
-def _go():
+def _go() -> Any:
     import plotly.graph_objects as go
 
     return go
 
 
-def _subplots(rows: int, cols: int, titles: list[str], **kwargs: Any):
+def _subplots(rows: int, cols: int, titles: list[str], **kwargs: Any) -> go.Figure:
     from plotly.subplots import make_subplots
 
     return make_subplots(rows=rows, cols=cols, subplot_titles=titles, **kwargs)
 
 
-def plot_learning_curve(job: Any):
+def plot_learning_curve(job: Any) -> go.Figure:
     """Loss and each recorded metric per epoch, train against validation."""
     data = _data.learning_curve_data(job)
     panels = data["panels"]
@@ -41,7 +44,7 @@ def plot_learning_curve(job: Any):
     return figure
 
 
-def plot_confusion_matrix(job: Any, splits: list[str] | None = None):
+def plot_confusion_matrix(job: Any, splits: list[str] | None = None) -> go.Figure:
     """One heatmap per split (rows: actual class, columns: predicted class)."""
     splits = splits or _data.splits_of(job)
     matrices = [_data.confusion_matrix_data(job, s) for s in splits]
@@ -56,7 +59,8 @@ def plot_confusion_matrix(job: Any, splits: list[str] | None = None):
     return figure
 
 
-def _curve_figure(job: Any, data: dict, title: str, x_title: str, y_title: str, area: str, diagonal: bool):
+def _curve_figure(job: Any, data: dict, title: str, x_title: str, y_title: str, area: str,
+                  diagonal: bool) -> go.Figure:
     figure = _go().Figure()
     for curve in data["curves"]:
         figure.add_trace(_go().Scatter(x=curve["x"], y=curve["y"], mode="lines",
@@ -68,19 +72,19 @@ def _curve_figure(job: Any, data: dict, title: str, x_title: str, y_title: str, 
     return figure
 
 
-def plot_roc_curve(job: Any, split: str = "test"):
+def plot_roc_curve(job: Any, split: str = "test") -> go.Figure:
     """ROC curve (binary) or one-vs-rest curves (multiclass), with each AUC."""
     return _curve_figure(job, _data.roc_curve_data(job, split), "ROC curve", "false positive rate",
                          "true positive rate", "AUC", diagonal=True)
 
 
-def plot_precision_recall(job: Any, split: str = "test"):
+def plot_precision_recall(job: Any, split: str = "test") -> go.Figure:
     """Precision against recall, with each average precision."""
     return _curve_figure(job, _data.precision_recall_data(job, split), "Precision-recall", "recall", "precision",
                          "AP", diagonal=False)
 
 
-def plot_regression(job: Any, split: str = "test"):
+def plot_regression(job: Any, split: str = "test") -> go.Figure:
     """Predicted against actual, and residuals against predicted."""
     data = _data.regression_data(job, split)
     figure = _subplots(1, 2, ["predicted vs actual", "residuals"])
@@ -98,7 +102,7 @@ def plot_regression(job: Any, split: str = "test"):
 
 
 def plot_performance(queue: Any, metric: str | None = None, min_score: float | None = None,
-                     max_score: float | None = None):
+                     max_score: float | None = None) -> go.Figure:
     """Every job's train score against its validation score: overfitting shows as
     points far from the diagonal."""
     data = _data.performance_data(queue, metric, min_score, max_score)
@@ -116,7 +120,7 @@ def plot_performance(queue: Any, metric: str | None = None, min_score: float | N
     return figure
 
 
-def plot_hyperparameters(queue: Any, metric: str | None = None, split: str = "validation"):
+def plot_hyperparameters(queue: Any, metric: str | None = None, split: str = "validation") -> go.Figure:
     """For each hyperparameter that varies: the metric of every job, by value (box + points)."""
     data = _data.hyperparameter_data(queue, metric, split)
     parameters = data["parameters"] or {"(no varying hyperparameter)": {"values": [], "scores": []}}
@@ -129,7 +133,7 @@ def plot_hyperparameters(queue: Any, metric: str | None = None, split: str = "va
     return figure
 
 
-def plot_repeat_spread(queue: Any, metric: str | None = None, split: str = "validation"):
+def plot_repeat_spread(queue: Any, metric: str | None = None, split: str = "validation") -> go.Figure:
     """Spread of the metric across repeats and folds, per hyperparameter combination."""
     data = _data.repeat_spread_data(queue, metric, split)
     figure = _go().Figure()
@@ -146,7 +150,7 @@ __all__ += ["plot_optimization_history", "plot_param_importance", "plot_contour"
             "plot_intermediate_values"]
 
 
-def plot_optimization_history(queue: Any):
+def plot_optimization_history(queue: Any) -> go.Figure:
     """Each trial's value and the best so far."""
     data = _data.optimization_history_data(queue)
     figure = _go().Figure()
@@ -159,7 +163,7 @@ def plot_optimization_history(queue: Any):
     return figure
 
 
-def plot_param_importance(queue: Any):
+def plot_param_importance(queue: Any) -> go.Figure:
     """How much each searched hyperparameter explains the trial value (random forest)."""
     data = _data.importance_data(queue)
     figure = _go().Figure(_go().Bar(x=data["importances"][::-1], y=data["parameters"][::-1], orientation="h"))
@@ -168,7 +172,7 @@ def plot_param_importance(queue: Any):
     return figure
 
 
-def plot_contour(queue: Any, x: str, y: str):
+def plot_contour(queue: Any, x: str, y: str) -> go.Figure:
     """The trial value over two hyperparameters (interpolated), with the trials as points."""
     data = _data.contour_data(queue, x, y)
     figure = _go().Figure()
@@ -184,7 +188,7 @@ def plot_contour(queue: Any, x: str, y: str):
     return figure
 
 
-def plot_slice(queue: Any):
+def plot_slice(queue: Any) -> go.Figure:
     """The trial value against each searched hyperparameter."""
     data = _data.slice_data(queue)
     names = list(data["parameters"]) or ["(nothing searched)"]
@@ -197,7 +201,7 @@ def plot_slice(queue: Any):
     return figure
 
 
-def plot_intermediate_values(queue: Any):
+def plot_intermediate_values(queue: Any) -> go.Figure:
     """Per job, the value the pruner watched at each epoch; pruned jobs end early (dashed)."""
     data = _data.intermediate_data(queue)
     figure = _go().Figure()

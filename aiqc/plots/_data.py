@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aiqc.analysis import Analysis, AnalysisType, JobChart
 from aiqc.exceptions import ChartNotApplicableError, ValidationError
 from aiqc.states import JobState, TrialState
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: what each job chart is called in messages
 CHART_NAMES = {JobChart.CONFUSION_MATRIX: "a confusion matrix", JobChart.ROC_CURVE: "a ROC / precision-recall curve",
@@ -202,7 +205,7 @@ def optimization_history_data(queue: Any) -> dict:
             "values": values, "best": best, "states": states}
 
 
-def _complete_table(queue: Any):
+def _complete_table(queue: Any) -> tuple[Any, dict, "pd.DataFrame"]:
     import pandas as pd
 
     search, space, trials = _search_trials(queue)
