@@ -43,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("id", type=int)
     best = commands.add_parser("best", help="the best job of a queue")
     best.add_argument("queue", type=int)
-    best.add_argument("--metric")
-    best.add_argument("--split", default="validation")
+    best.add_argument("--metric", help="default: the queue's objective metric")
+    best.add_argument("--split", help="default: the queue's objective split")
     report = commands.add_parser("report", help="write a queue's HTML report")
     report.add_argument("queue", type=int)
     report.add_argument("path")
@@ -154,7 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _out(f"output {output}")
     if summary.complete:
         best = queue.best_job()
-        _out(f"best job {best.id} {best.hyperparameters}")
+        metric, split = queue.objective
+        _out(f"best job {best.id} {best.hyperparameters} (by {split} {metric})")
     return 0 if summary.failed == 0 else 1
 
 
@@ -209,8 +210,11 @@ def cmd_best(args: argparse.Namespace) -> int:
     import aiqc
 
     _setup(args)
-    job = aiqc.Queue.get_by_id(args.queue).best_job(metric=args.metric, split=args.split)
+    queue = aiqc.Queue.get_by_id(args.queue)
+    metric, split = args.metric or queue.objective[0], args.split or queue.objective[1]
+    job = queue.best_job(metric=metric, split=split)
     _out(f"job {job.id} {job.hyperparameters}")
+    _out(f"best by {split} {metric} = {job.metrics().get(split, {}).get(metric, float('nan')):.4f}")
     for split, values in job.metrics().items():
         _out(f"{split:>11} " + "  ".join(f"{k}={v:.4f}" for k, v in values.items()))
     return 0

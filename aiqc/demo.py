@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     out(f"queue      {summary}\n")
 
     best = queue.best_job()
-    out(f"best job   id={best.id} {best.hyperparameters} (by validation accuracy)\n")
+    metric, split = queue.objective
+    out(f"best job   id={best.id} {best.hyperparameters} (by {split} {metric})\n")
     metrics = best.metrics()
     names = list(next(iter(metrics.values())))
     out("           " + "".join(f"{n:>11}" for n in names) + "\n")

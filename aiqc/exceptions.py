@@ -12,7 +12,10 @@ exactly as it was.
     ├── DatabaseError                        the database cannot be opened or is too new
     ├── NotFoundError (LookupError)          no record with that id
     ├── UserFunctionError                    a user function returned something unusable
-    └── JobPruned                            raised inside fn_train when the pruner stops a job
+    ├── NonFiniteError                       a model's loss, predictions or probabilities are NaN/inf
+    ├── WorkerError                          a worker process died while jobs remained
+    ├── JobPruned                            raised inside fn_train when the pruner stops a job
+    └── DataWarning (UserWarning)            a warning about the data: a rare category, an unseen value, a date
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ __all__ = [
     "NotFoundError",
     "ChartNotApplicableError",
     "UserFunctionError",
+    "NonFiniteError",
     "JobPruned",
+    "WorkerError",
+    "DataWarning",
 ]
 
 
@@ -63,6 +69,19 @@ class UserFunctionError(AIQCError):
     """A user function returned something aiqc cannot use; the job is marked FAILED."""
 
 
+class NonFiniteError(AIQCError):
+    """A trained model's last training loss, predictions or probabilities hold NaN or an
+    infinity: its metrics cannot be trusted, so the job is marked FAILED with the reason (the
+    split and how many rows) instead of COMPLETE."""
+
+
+class WorkerError(AIQCError):
+    """A worker process of ``run_jobs(workers=N)`` exited with an error or was killed while
+    jobs were still queued or running; the message names the worker, its exit status and the
+    end of its stderr. The jobs it left running went back to the queue: ``run_jobs()`` again
+    finishes them."""
+
+
 class JobPruned(AIQCError):
     """Raised inside ``fn_train`` (by ``aiqc.record_epoch``) when the pruner stops the job;
     let it propagate: aiqc measures the model as it stands and records the job as PRUNED."""
@@ -78,3 +97,9 @@ def _show(value: object) -> str:
     if isinstance(value, (str, int, float, bool, list, tuple, dict, type(None))):
         return text
     return f"{text} (type {type(value).__name__})"
+
+
+class DataWarning(AIQCError, UserWarning):
+    """Warned (``warnings.warn``), not raised: something in the data deserves a look, such as a
+    one-hot column with very many categories, an unseen category at ``predict``, or text that
+    looks like dates. Filter with ``warnings.simplefilter('error', aiqc.exceptions.DataWarning)``."""

@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import numbers
+import os
 import secrets
 from typing import Any
 
@@ -17,13 +18,15 @@ logger = logging.getLogger(__name__)
 
 
 def check_hyperparameters(hyperparameters: Any, sampled: bool) -> dict[str, Any]:
-    """A dict of name -> non-empty list of JSON values (or, when sampled, a distribution)."""
+    """A dict of name -> non-empty list of JSON values (or, when sampled, a distribution). A
+    single value (a number, string, bool or None) is taken as the one value of its list."""
     from aiqc.search import is_distribution
 
     if hyperparameters is None:
         return {}
     if not isinstance(hyperparameters, dict):
         raise ValidationError.expected("hyperparameters", "None or a dict of {name: [values]}", hyperparameters)
+    checked = {}
     for name, values in hyperparameters.items():
         if not isinstance(name, str) or not name.isidentifier():
             raise ValidationError.expected("hyperparameters", "keys that are valid Python identifiers", name)
@@ -33,16 +36,21 @@ def check_hyperparameters(hyperparameters: Any, sampled: bool) -> dict[str, Any]
                     f"hyperparameters[{name!r}]: expected a list with search strategy 'grid'; received {values!r}. "
                     "Pass search=aiqc.search.Search(strategy='random' | 'bayesian' | 'gp', n_trials=...)."
                 )
+            checked[name] = values
             continue
+        if values is None or isinstance(values, (str, numbers.Number)):  # one fixed value
+            values = [values]
         if not isinstance(values, (list, tuple)) or len(values) == 0:
-            raise ValidationError.expected(f"hyperparameters[{name!r}]", "a non-empty list of values", values)
+            raise ValidationError.expected(f"hyperparameters[{name!r}]", "a non-empty list of values (or one value)",
+                                           values)
         try:
             json.dumps(list(values), allow_nan=False)
         except (TypeError, ValueError) as error:
             raise ValidationError.expected(
                 f"hyperparameters[{name!r}]", "values that can be stored as JSON (numbers, strings, bools, None, lists)",
                 values) from error
-    return dict(hyperparameters)
+        checked[name] = values
+    return checked
 
 
 def expand_grid(hyperparameters: Any) -> list[dict[str, Any]]:
@@ -52,12 +60,77 @@ def expand_grid(hyperparameters: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
+def check_seed(seed: Any, parameter: str = "seed") -> int:
+    """``seed`` as an int in [0, 2**31 - 2]; one is drawn when None."""
+    if seed is None:
+        return secrets.randbelow(2**31 - 1)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**31 - 1:
+        raise ValidationError.expected(parameter, "None or an integer in [0, 2**31 - 2]", seed)
+    return int(seed)
+
+
+def default_split(splitset: Any, hide_test: bool) -> str:
+    """The split jobs are ranked on when none is named: validation (or the folds' held-out
+    rows) where there is one, else test."""
+    return "validation" if splitset.fold_count or splitset.count_validation or hide_test else "test"
+
+
+def resolve_objective(search: Any, metric: Any, seed: Any, metric_set: Any, has_distributions: bool,
+                      split: str) -> tuple[Any, str, str, int]:
+    """(the checked search, objective metric, objective split, queue seed). The search's
+    metric and seed are the queue's: naming different ones in ``metric=`` / ``seed=`` is an error."""
+    import dataclasses
+
+    if metric is not None:
+        metric = metric_set.check(metric, "metric")
+    if search is None:
+        return None, metric or metric_set.default, split, check_seed(seed)
+    for key, mine, theirs in (("metric", metric, search.metric), ("seed", seed, search.seed)):
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ValidationError(f"{key}: expected None or the search's {key} {theirs!r} (one objective and one "
+                                  f"seed per queue); received {mine!r}.")
+    search_seed = check_seed(search.seed if search.seed is not None else seed, "search.seed")
+    search = dataclasses.replace(search, metric=search.metric or metric, seed=search_seed)
+    search = search.resolved(metric_set, has_distributions)
+    return search, search.metric, search.split, search.seed
+
+
+def check_positive_class(positive_class: Any, analysis: AnalysisType, splitset: Any) -> None:
+    """``positive_class`` must be None, or one of the classes of a binary label."""
+    if positive_class is None:
+        return
+    if not analysis.spec.has_positive_class:
+        raise ValidationError.expected("positive_class", f"None for analysis_type {analysis.value!r} "
+                                       "(a positive class exists for two classes only)", positive_class)
+    if positive_class not in splitset.class_names():
+        raise ValidationError.expected("positive_class", f"None or one of the classes {splitset.class_names()!r}",
+                                       positive_class)
+
+
+def check_evaluation_splits(search: Any, splitset: Any, hide_test: bool) -> None:
+    """The search's split must exist and must not be a hidden test split; ``hide_test`` needs
+    a validation split or folds to evaluate on instead."""
+    has_validation = bool(splitset.fold_count or splitset.count_validation)
+    if search is not None and search.split == "validation" and not has_validation:
+        raise ValidationError.expected("search.split", f"'train' or 'test' (splitset {splitset.id} has no validation "
+                                       "split or folds)", search.split)
+    if search is not None and search.split == "test" and hide_test:
+        raise ValidationError("search.split: expected a split other than 'test' with hide_test=True; received 'test'.")
+    if hide_test and not has_validation:
+        raise ValidationError(
+            f"hide_test: expected False for splitset {splitset.id}, which has no validation split or folds "
+            "to evaluate on instead; received True."
+        )
+
+
 def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train: Any, fn_lose: Any,
                     fn_optimize: Any, fn_predict: Any, repeat_count: Any, hyperparameters: Any, splitset_id: Any,
-                    hide_test: Any, search: Any = None, name: Any = None, description: Any = None) -> Any:
+                    hide_test: Any, search: Any = None, name: Any = None, description: Any = None,
+                    metrics: Any = None, metric: Any = None, seed: Any = None, positive_class: Any = None) -> Any:
     """Validate every argument of ``Experiment.make`` (see there), then store the experiment,
     its combinations, a Queue and its Jobs in one transaction; return the Queue."""
     from aiqc import functions
+    from aiqc import metrics as measuring
     from aiqc import search as searching
     from aiqc.backends import get_backend, parse_library
     from aiqc.database import ensure_setup
@@ -78,32 +151,31 @@ def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train
     search = searching.Search.parse(search)
     sampled = search is not None and search.samples
     grid = check_hyperparameters(hyperparameters, sampled)
-    if search is not None:
-        search = search.resolved(analysis, any(searching.is_distribution(v) for v in grid.values()))
+    custom = measuring.parse_custom(metrics, reserved=analysis.spec.metrics)
+    metric_set = analysis.spec.metric_set.extended({n: lower for n, (_, lower) in custom.items()})
     combinations = [] if sampled else expand_grid(grid)
     names = list(grid)
     user_functions = dict(fn_build=fn_build, fn_train=fn_train, fn_lose=fn_lose, fn_optimize=fn_optimize,
                           fn_predict=fn_predict)
     for fn_name, fn in user_functions.items():
         functions.check_function(fn_name, fn, names)
+    functions.check_grid_keys(user_functions, names)  # hp['key'] reads of keys the grid lacks
     if isinstance(splitset_id, bool) or not isinstance(splitset_id, numbers.Integral):
         raise ValidationError.expected("splitset_id", "the integer id of a Splitset (splitset.id)", splitset_id)
     splitset = Splitset.get_or_none(Splitset.id == int(splitset_id))
     if splitset is None:
         raise ValidationError.expected("splitset_id", "the id of an existing Splitset", splitset_id)
     analysis.spec.check_label(splitset.label)
-    if search is not None and search.split == "validation" and not splitset.fold_count and not splitset.count_validation:
-        raise ValidationError.expected("search.split", f"'train' or 'test' (splitset {splitset.id} has no validation "
-                                       "split or folds)", search.split)
-    if search is not None and search.split == "test" and hide_test:
-        raise ValidationError("search.split: expected a split other than 'test' with hide_test=True; received 'test'.")
-    if hide_test and not splitset.fold_count and not splitset.count_validation:
-        raise ValidationError(
-            f"hide_test: expected False for splitset {splitset.id}, which has no validation split or folds "
-            "to evaluate on instead; received True."
-        )
+    check_positive_class(positive_class, analysis, splitset)
+    search, objective_metric, objective_split, seed = resolve_objective(
+        search, metric, seed, metric_set, any(searching.is_distribution(v) for v in grid.values()),
+        default_split(splitset, hide_test))
+    check_evaluation_splits(search, splitset, hide_test)
+    check_model_output(backend, analysis, splitset, fn_build, combinations[0] if combinations else first_sample(grid),
+                       check_width=fn_predict is None)  # fn_build once; its output width against the label
     blob = functions.dumps(user_functions)
     sources = {k: functions.source_text(v) for k, v in user_functions.items() if v is not None}
+    sources.update({f"metrics.{n}": functions.source_text(fn) for n, (fn, _) in custom.items()})
     folds = list(splitset.folds.order_by(Fold.fold_index)) or [None]
 
     with database.atomic():
@@ -111,9 +183,12 @@ def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train
             splitset=splitset, library=library, analysis_type=analysis, repeat_count=int(repeat_count),
             hide_test=hide_test, hyperparameters=searching.dumps_grid(grid), functions=blob, sources=sources,
             search=None if search is None else search.to_json(), name=name, description=description,
+            seed=seed, objective_metric=objective_metric, objective_split=objective_split,
+            metric_functions=functions.dumps({n: fn for n, (fn, _) in custom.items()}) if custom else None,
+            metric_directions={n: "minimize" if lower else "maximize" for n, (_, lower) in custom.items()} or None,
+            positive_class=positive_class,
         )
         queue = Queue.create(experiment=experiment)
-        seed = None if search is None else search.seed
         for index, combination in enumerate(combinations):
             add_trial(experiment, queue, index, combination, seed)
     logger.info("queue %s: %s", queue.id, f"{len(combinations)} combinations x {repeat_count} repeats x "
@@ -135,3 +210,47 @@ def add_trial(experiment: Any, queue: Any, index: int, combination: dict, seed: 
     for start in range(0, len(rows), 500):
         Job.insert_many(rows[start:start + 500]).execute()
     return hyperparamset
+
+
+def first_sample(grid: dict[str, Any]) -> dict[str, Any]:
+    """A combination of a sampled search's space to try ``fn_build`` with at make: each list's
+    first value, each Categorical's first choice, each Int's and Float's low bound."""
+    from aiqc.search import Categorical, is_distribution
+
+    return {name: (value.choices[0] if isinstance(value, Categorical) else value.low) if is_distribution(value)
+            else value[0] for name, value in grid.items()}
+
+
+def check_model_output(backend: Any, analysis: AnalysisType, splitset: Any, fn_build: Any,
+                       combination: dict[str, Any], check_width: bool = True) -> None:
+    """Call ``fn_build`` once as the first job will (the encoded training split's feature and
+    label shapes, ``combination``) and check that it returns a model of the library whose
+    output width suits the analysis type and the label (``check_width``: with the default
+    ``fn_predict``). Skipped where the library is not installed; imports only that library."""
+    import math
+
+    if not backend.installed():
+        return
+    backend.configure(threads=os.cpu_count(), seed=None)  # as run_jobs() will: caps apply before a runtime starts
+    samples = splitset.samples("train")
+    features_shape, label_shape = samples["features"].shape[1:], samples["labels"].shape[1:]
+    try:
+        model = fn_build(features_shape, label_shape, **combination)
+    except Exception as error:
+        raise ValidationError(f"fn_build: calling it with the first combination {combination!r} failed: "
+                              f"{type(error).__name__}: {error}") from error
+    if not backend.is_model(model):
+        raise ValidationError(
+            f"fn_build: expected a {backend.model_description} for library={backend.name!r}; received "
+            f"{type(model).__module__}.{type(model).__qualname__} (from the first combination {combination!r})."
+        )
+    if not check_width:
+        return
+    try:
+        width = backend.output_width(model, features_shape)
+    except Exception as error:
+        raise ValidationError(
+            f"fn_build: the model built with the first combination {combination!r} cannot take a batch of "
+            f"zeros with features_shape {features_shape}: {type(error).__name__}: {error}"
+        ) from error
+    analysis.spec.check_output_width(width, math.prod(label_shape), splitset.label.unique_count)

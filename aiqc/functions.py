@@ -3,9 +3,12 @@ another process can run them, and their source text for people to read."""
 
 from __future__ import annotations
 
+import ast
+import difflib
 import inspect
 import sys
 import textwrap
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aiqc.exceptions import ValidationError
@@ -72,6 +75,181 @@ def check_function(name: str, fn: Any, hyperparameter_names: list[str]) -> None:
                 f"hyperparameters: expected names that {name} accepts (it has no **hp); received "
                 f"{unknown!r}, which {name}{inspect.signature(fn)} cannot take."
             )
+
+
+#: the user functions that receive ``**hp`` (fn_predict does not)
+READS_HP = ("fn_build", "fn_train", "fn_lose", "fn_optimize")
+
+#: exceptions whose ``except`` makes the ``hp['key']`` reads of its ``try`` body optional
+_LOOKUP_ERRORS = {"KeyError", "LookupError", "Exception", "BaseException"}
+
+
+@dataclass
+class _Reads:
+    """What one function reads of its hyperparameters."""
+
+    variable: str | None = None  # the name of its **kwargs parameter
+    parameters: set[str] = field(default_factory=set)  # named parameters without a default
+    subscripts: set[str] = field(default_factory=set)  # hp['key'], hp.pop('key')
+    optional: set[str] = field(default_factory=set)  # hp.get('key'), guarded reads, parameters with a default
+
+
+def hyperparameter_reads(fn: Callable, skip: int = 0) -> tuple[set[str], set[str]]:
+    """(required, optional): the hyperparameter names ``fn`` reads directly.
+
+    Required: ``hp['key']`` and ``hp.pop('key')``, where ``hp`` is the function's ``**kwargs``
+    parameter (whatever it is called), and named parameters without a default (keyword-only
+    ones, and positional ones after the first ``skip``, which aiqc fills itself). Optional:
+    ``hp.get('key', ...)``, ``hp.setdefault``, ``hp.pop('key', default)``, reads of a key that
+    is also tested (``'key' in hp``), assigned, read with ``get``, or read inside a ``try``
+    that catches KeyError; and parameters with a default. Source that cannot be read or
+    parsed (builtins, lambdas typed in a REPL, functions made with ``exec``) adds nothing, nor
+    does a function that rebinds or updates ``hp``: only the signature is used then.
+    """
+    reads = _reads(fn, skip)
+    return reads.parameters | reads.subscripts, reads.optional - reads.parameters - reads.subscripts
+
+
+def check_grid_keys(functions: dict[str, Any], grid_names: list[str]) -> None:
+    """Raise if a user function requires a hyperparameter that is not in the grid, naming the
+    closest grid key. Functions whose source cannot be read are checked by signature only."""
+    for name, fn in functions.items():
+        if name not in READS_HP or fn is None or not callable(fn):
+            continue
+        skip = len(SIGNATURES[name][0])
+        if name == "fn_optimize" and not optimize_takes_model(fn):
+            skip = 0
+        reads = _reads(fn, skip)
+        missing = [(key, f"takes the parameter {key!r} (it has no default)") for key in sorted(reads.parameters)]
+        missing += [(key, f"reads {reads.variable}[{key!r}]") for key in sorted(reads.subscripts - reads.parameters)]
+        for key, how in missing:
+            if key in grid_names:
+                continue
+            close = difflib.get_close_matches(key, grid_names, n=1, cutoff=0.7)
+            hint = (f" (did you mean {close[0]!r}?)" if close else
+                    f". Add {key!r} to hyperparameters, or give it a default"
+                    + (f" with {reads.variable}.get({key!r}, default)" if how.startswith("reads") else ""))
+            raise ValidationError(f"hyperparameters: {name} {how}, which is not in the grid; received keys "
+                                  f"{list(grid_names)!r}{hint}.")
+
+
+def _reads(fn: Callable, skip: int) -> _Reads:
+    """The signature's named parameters, then the source's reads of its **kwargs."""
+    reads = _Reads()
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return reads
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][skip:]
+    named = [p for p in positional if p.kind == p.POSITIONAL_OR_KEYWORD]  # **hp cannot fill positional-only ones
+    for parameter in named + [p for p in parameters if p.kind == p.KEYWORD_ONLY]:
+        (reads.parameters if parameter.default is parameter.empty else reads.optional).add(parameter.name)
+    reads.variable = next((p.name for p in parameters if p.kind == p.VAR_KEYWORD), None)
+    node = _function_node(fn, reads.variable) if reads.variable else None
+    if node is not None:
+        visitor = _HpVisitor(reads.variable)
+        for statement in (node.body if isinstance(node.body, list) else [node.body]):
+            visitor.visit(statement)
+        if not visitor.rebound:
+            reads.subscripts = visitor.subscripts - visitor.guarded
+            reads.optional |= visitor.guarded
+    return reads
+
+
+def _function_node(fn: Callable, variable: str) -> ast.AST | None:
+    """The parsed ``def`` or ``lambda`` of ``fn``; None when its source cannot be read or
+    parsed, when it is a wrapper (its source would be the wrapped function's), or when the
+    source holds several lambdas with the same **kwargs name."""
+    if hasattr(fn, "__wrapped__") or not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+        return None
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
+    name = fn.__name__
+    kinds = (ast.Lambda,) if name == "<lambda>" else (ast.FunctionDef, ast.AsyncFunctionDef)
+    found = [n for n in ast.walk(tree) if isinstance(n, kinds) and (name == "<lambda>" or n.name == name)]
+    found = [n for n in found if n.args.kwarg is not None and n.args.kwarg.arg == variable]
+    if name == "<lambda>" and len(found) != 1:
+        return None
+    return found[0] if found else None
+
+
+class _HpVisitor(ast.NodeVisitor):
+    """Collects the constant keys a function body reads of its **kwargs ``hp``."""
+
+    def __init__(self, variable: str) -> None:
+        self.variable = variable
+        self.subscripts: set[str] = set()  # hp['key'] read, or hp.pop('key')
+        self.guarded: set[str] = set()  # read with get / setdefault / a default, tested with `in`, assigned
+        self.rebound = False  # hp assigned, updated or shadowed: its keys are anyone's guess
+        self._tolerant = 0  # inside a try that catches KeyError
+
+    def _is_hp(self, node: ast.AST) -> bool:
+        return isinstance(node, ast.Name) and node.id == self.variable
+
+    @staticmethod
+    def _key(node: ast.AST) -> str | None:
+        return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+    def visit_Name(self, node: ast.Name) -> None:  # noqa: N802 (ast's naming)
+        if node.id == self.variable and not isinstance(node.ctx, ast.Load):
+            self.rebound = True
+
+    def visit_arg(self, node: ast.arg) -> None:  # a nested function or lambda with its own hp
+        if node.arg == self.variable:
+            self.rebound = True
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:  # noqa: N802
+        key = self._key(node.slice) if self._is_hp(node.value) else None
+        if key is not None:
+            if isinstance(node.ctx, ast.Load) and not self._tolerant:
+                self.subscripts.add(key)
+            else:
+                self.guarded.add(key)
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:  # noqa: N802
+        function = node.func
+        if isinstance(function, ast.Attribute) and self._is_hp(function.value):
+            key = self._key(node.args[0]) if node.args else None
+            if function.attr in ("get", "setdefault") and key is not None:
+                self.guarded.add(key)
+            elif function.attr == "pop" and key is not None:
+                (self.guarded if len(node.args) > 1 or self._tolerant else self.subscripts).add(key)
+            elif function.attr in ("update", "clear", "popitem", "__setitem__", "__delitem__"):
+                self.rebound = True
+        self.generic_visit(node)
+
+    def visit_Compare(self, node: ast.Compare) -> None:  # noqa: N802
+        operands = [node.left, *node.comparators]
+        for left, operator, right in zip(operands, node.ops, operands[1:]):
+            container = right.func.value if (isinstance(right, ast.Call) and isinstance(right.func, ast.Attribute)
+                                             and right.func.attr == "keys") else right
+            if isinstance(operator, (ast.In, ast.NotIn)) and self._is_hp(container) and self._key(left) is not None:
+                self.guarded.add(self._key(left))
+        self.generic_visit(node)
+
+    def visit_Try(self, node: ast.Try) -> None:  # noqa: N802
+        catches = any(_catches_lookup(handler.type) for handler in node.handlers)
+        self._tolerant += catches
+        for statement in node.body:
+            self.visit(statement)
+        self._tolerant -= catches
+        for statement in [*node.handlers, *node.orelse, *node.finalbody]:
+            self.visit(statement)
+
+    visit_TryStar = visit_Try  # noqa: N815
+
+
+def _catches_lookup(handler: ast.AST | None) -> bool:
+    """Whether an ``except`` clause catches KeyError (bare, KeyError, LookupError, Exception...)."""
+    if handler is None:
+        return True
+    if isinstance(handler, ast.Tuple):
+        return any(_catches_lookup(element) for element in handler.elts)
+    name = handler.attr if isinstance(handler, ast.Attribute) else getattr(handler, "id", None)
+    return name in _LOOKUP_ERRORS
 
 
 def source_text(fn: Any) -> str | None:

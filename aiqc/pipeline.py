@@ -29,6 +29,7 @@ class _Tabular:
         random_state: int | None = None,
         name: str | None = None,
         description: str | None = None,
+        parse_dates: list[str] | None = None,
     ) -> Splitset:
         """Store a table, its label and features, stratified splits (and folds) and the
         encoders fit on training rows; return the :class:`~aiqc.orm.Splitset`.
@@ -48,8 +49,9 @@ class _Tabular:
         bin_count : stratify a continuous label by this many quantile bins.
         random_state : seed of the split; drawn at random (and stored) when None.
         name, description : free text stored with the splitset and dataset.
+        parse_dates : column(s) to read as dates (a value that is not a date is an error).
         """
-        dataset_plan = planning.plan_dataset(df_or_path, name=name, description=description)
+        dataset_plan = planning.plan_dataset(df_or_path, name=name, description=description, parse_dates=parse_dates)
         df = dataset_plan.df
         label_plan = planning.plan_label(df, label_column)
         feature_plan = planning.plan_feature(df, feature_cols_excluded, label_column)

@@ -101,12 +101,13 @@ def write_report(queue: Any, path: str | Path) -> Path:
         raise AIQCError(f"queue {queue.id} has no {JobState.COMPLETE} job to report on yet; run queue.run_jobs() first.")
     experiment = queue.experiment
     best = queue.best_job()
+    metric, split = queue.objective
     parts = [
         f"<h1>aiqc report: queue {queue.id}</h1>",
         f"<p>{html.escape(experiment.library.value)} · {html.escape(experiment.analysis_type.value)} · splitset "
         f"{experiment.splitset_id} · {sum(counts.values())} jobs: "
         + ", ".join(f"{n} {s.value.lower()}" for s, n in counts.items() if n) + "</p>",
-        f"<h2>Best job: {best.id}</h2>",
+        f"<h2>Best job: {best.id} (by {html.escape(split)} {html.escape(metric)})</h2>",
         "<p>" + html.escape(", ".join(f"{k}={v}" for k, v in best.hyperparameters.items())) + "</p>",
         _table(_best_metrics(best)),
         "<h2>Metrics per hyperparameter combination (mean over repeats and folds)</h2>",

@@ -33,7 +33,7 @@ def metrics_to_pandas(queue: Any, selected_metrics: list[str] | None = None, sor
     query = query.dicts()
     rows = list(query)
     names = queue.experiment.hyperparameter_names()
-    metric_names = list(queue.experiment.analysis_type.spec.metrics)
+    metric_names = list(queue.experiment.metric_set.names)
     if selected_metrics is not None:
         if isinstance(selected_metrics, str):
             selected_metrics = [selected_metrics]
@@ -78,7 +78,7 @@ def metrics_aggregate(queue: Any, selected_metrics: list[str] | None = None,
     and folds, plus how many jobs were measured (``job_count``)."""
     frame = metrics_to_pandas(queue, selected_metrics, states=[JobState.COMPLETE])
     names = queue.experiment.hyperparameter_names()
-    metric_names = [c for c in frame.columns if c in set(selected_metrics or queue.experiment.analysis_type.spec.metrics)]
+    metric_names = [c for c in frame.columns if c in set(selected_metrics or queue.experiment.metric_set.names)]
     if frame.empty:
         import pandas as pd
 
@@ -94,13 +94,22 @@ def metrics_aggregate(queue: Any, selected_metrics: list[str] | None = None,
                            kind="stable").reset_index(drop=True)
 
 
-def best_job(queue: Any, metric: str | None = None, split: str = "validation") -> Any:
-    """The COMPLETE job with the best ``metric`` on ``split`` (default metric: accuracy
-    for classification, r2 for regression; lower is better for losses and errors)."""
+def objective(queue: Any, metric: str | None = None, split: str | None = None) -> tuple[Any, str, str]:
+    """(the queue's metric set, ``metric``, ``split``) checked, each defaulting to the queue's
+    objective: the search's metric and split, ``Experiment.make(metric=...)``, or accuracy /
+    r2 on the validation split (test where there is none)."""
+    experiment = queue.experiment
+    metric_set = experiment.metric_set
+    default_metric, default_split = experiment.objective
+    return metric_set, metric_set.check(metric) if metric is not None else default_metric, split or default_split
+
+
+def best_job(queue: Any, metric: str | None = None, split: str | None = None) -> Any:
+    """The COMPLETE job with the best ``metric`` on ``split`` (default: the queue's objective,
+    see :func:`objective`; lower is better for losses, errors and metrics to minimise)."""
     from aiqc.orm import Job
 
-    spec = queue.experiment.analysis_type.spec
-    metric = spec.check_metric(metric)
+    spec, metric, split = objective(queue, metric, split)
     frame = metrics_to_pandas(queue, [metric], states=[JobState.COMPLETE])
     available = sorted(frame["split"].unique(), key=SPLIT_ORDER.get)
     if split not in available:
@@ -115,13 +124,12 @@ def best_job(queue: Any, metric: str | None = None, split: str = "validation") -
     return Job.get_by_id(int(best["job_id"]))
 
 
-def best_params(queue: Any, metric: str | None = None, split: str = "validation") -> dict:
+def best_params(queue: Any, metric: str | None = None, split: str | None = None) -> dict:
     """The hyperparameters of the combination whose mean ``metric`` on ``split`` (over its
-    COMPLETE repeats and folds) is best."""
+    COMPLETE repeats and folds) is best; both default to the queue's objective."""
     from aiqc.orm import Hyperparamset
 
-    spec = queue.experiment.analysis_type.spec
-    metric = spec.check_metric(metric)
+    spec, metric, split = objective(queue, metric, split)
     aggregate = metrics_aggregate(queue, [metric], stats=("mean",))
     scores = aggregate[aggregate["split"] == split].dropna(subset=[f"{metric}_mean"])
     if scores.empty:
@@ -155,12 +163,28 @@ def list_queues() -> "pd.DataFrame":
     for queue in Queue.select().order_by(Queue.id):
         experiment = queue.experiment
         counts = queue.state_counts()
+        metric, split = experiment.objective
         rows.append(dict(queue_id=queue.id, experiment_id=experiment.id, splitset_id=experiment.splitset_id,
                          library=experiment.library.value, analysis_type=experiment.analysis_type.value,
                          repeat_count=experiment.repeat_count, jobs=sum(counts.values()),
-                         **{s.value.lower(): n for s, n in counts.items()}, created_at=queue.created_at))
+                         **{s.value.lower(): n for s, n in counts.items()}, objective=f"{split} {metric}",
+                         best=_best_score(queue, metric, split, experiment.metric_set.lower_is_better(metric)),
+                         created_at=queue.created_at))
     return pd.DataFrame(rows, columns=["queue_id", "experiment_id", "splitset_id", "library", "analysis_type",
-                                       "repeat_count", "jobs", *(s.value.lower() for s in JobState), "created_at"])
+                                       "repeat_count", "jobs", *(s.value.lower() for s in JobState), "objective",
+                                       "best", "created_at"])
+
+
+def _best_score(queue: Any, metric: str, split: str, lower_is_better: bool) -> float | None:
+    """The best value of ``metric`` on ``split`` among the queue's COMPLETE jobs (None before any)."""
+    import peewee as pw
+
+    from aiqc.orm import Job, Metric
+
+    best = pw.fn.MIN(Metric.value) if lower_is_better else pw.fn.MAX(Metric.value)
+    return (Metric.select(best).join(Job)
+            .where((Job.queue == queue) & (Job.state == JobState.COMPLETE) & (Metric.split == split)
+                   & (Metric.name == metric)).scalar())
 
 
 def _listing(model: Any, fields: dict[str, Any]) -> "pd.DataFrame":

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiqc.analysis import AnalysisType
 from aiqc.exceptions import MissingExtraError, ValidationError
-from aiqc.metrics import lower_is_better
+from aiqc.metrics import MetricSet, lower_is_better
 
 MARK = "__aiqc_search__"
 STRATEGIES = ("grid", "random", "bayesian", "gp")
@@ -179,9 +179,9 @@ class Search:
             return cls(**value)
         raise ValidationError.expected("search", "None, a dict or aiqc.search.Search(...)", value)
 
-    def resolved(self, analysis: AnalysisType, has_distributions: bool) -> Search:
-        """Checked, with defaults filled in for the analysis type."""
-        spec = AnalysisType.parse(analysis).spec
+    def resolved(self, metrics: MetricSet | AnalysisType, has_distributions: bool) -> Search:
+        """Checked, with defaults filled in from the experiment's metrics (or an analysis type's)."""
+        spec = metrics if isinstance(metrics, MetricSet) else AnalysisType.parse(metrics).spec.metric_set
         if self.strategy not in STRATEGIES:
             raise ValidationError.expected("search.strategy", f"one of {STRATEGIES!r}", self.strategy)
         if self.pruner is not None and self.pruner not in PRUNERS:
@@ -197,7 +197,7 @@ class Search:
                                                self.n_trials)
         elif isinstance(self.n_trials, bool) or not isinstance(self.n_trials, numbers.Integral) or self.n_trials < 1:
             raise ValidationError.expected("search.n_trials", "an integer >= 1", self.n_trials)
-        metric = spec.check_metric(self.metric, "search.metric")
+        metric = spec.check(self.metric, "search.metric")
         if self.split not in ("train", "validation", "test"):
             raise ValidationError.expected("search.split", "'train', 'validation' or 'test'", self.split)
         direction = self.direction or ("minimize" if spec.lower_is_better(metric) else "maximize")

@@ -3,6 +3,9 @@
     data:        {datum: iris.tsv | path: file.csv, label_column, feature_cols_excluded,
                   label_encoder: {class: sklearn.preprocessing.OneHotEncoder, params: {}},
                   feature_encoders: [{class: ..., params: {}, dtypes: [float64] | columns: [...]}],
+                  (any encoder may be a pipeline of steps instead of one class:
+                   {steps: [{class: sklearn.impute.SimpleImputer, params: {strategy: median}},
+                            {class: sklearn.preprocessing.StandardScaler}], columns: [...]}),
                   size_test, size_validation, fold_count, bin_count, random_state}
     experiment:  {library, analysis_type, fn_build: module:function, fn_train: module:function,
                   fn_lose, fn_optimize, fn_predict, repeat_count, hide_test,
@@ -33,9 +36,11 @@ if TYPE_CHECKING:
 
 SECTIONS = {
     "data": {"datum", "path", "label_column", "feature_cols_excluded", "label_encoder", "feature_encoders",
-             "size_test", "size_validation", "fold_count", "bin_count", "random_state", "name", "description"},
+             "size_test", "size_validation", "fold_count", "bin_count", "random_state", "name", "description",
+             "parse_dates"},
     "experiment": {"library", "analysis_type", "fn_build", "fn_train", "fn_lose", "fn_optimize", "fn_predict",
-                   "repeat_count", "hide_test", "hyperparameters", "search", "name", "description"},
+                   "repeat_count", "hide_test", "hyperparameters", "search", "name", "description",
+                   "metrics", "metric", "seed"},
     "run": {"workers", "threads"},
 }
 TOP = {"data", "experiment", "run", "db", "output_dir"}
@@ -186,23 +191,42 @@ def resolve_function(reference: Any, key: str, base: Path | None) -> Any:
 
 
 def _encoder(entry: Any, key: str) -> dict:
-    if not isinstance(entry, dict) or "class" not in entry:
-        raise ValidationError.expected(key, "{class: sklearn.preprocessing.Name, params: {...}}", entry)
-    unknown = sorted(set(entry) - {"class", "params", "dtypes", "columns"})
-    if unknown:
-        raise ValidationError(f"{key}.{unknown[0]}: expected keys among ['class', 'columns', 'dtypes', 'params']; "
-                              f"received unknown {unknown!r}.")
-    path = entry["class"]
-    module_name, _, name = str(path).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ValidationError(f"{key}.class: expected an importable class such as "
-                              f"'sklearn.preprocessing.StandardScaler'; received {path!r}.") from error
-    try:
-        transformer = cls(**(entry.get("params") or {}))
-    except TypeError as error:
-        raise ValidationError(f"{key}.params: {error}") from error
+    """``{class: module.Name, params: {...}}`` or ``{steps: [{class: ..., params: {...}}, ...]}``
+    (a ``make_pipeline`` of the steps; a step may have steps too), with ``dtypes`` or ``columns``
+    -> the ``dict(sklearn_preprocess=..., ...)`` that ``Pipeline.Tabular.make`` takes."""
+    shape = "{class: sklearn.preprocessing.Name, params: {...}} or {steps: [{class: ..., params: {...}}, ...]}"
+
+    def build(step: Any, where: str, allowed: set[str]) -> Any:
+        if not isinstance(step, dict) or ("class" in step) == ("steps" in step):
+            raise ValidationError.expected(where, shape, step)
+        mode = {"steps"} if "steps" in step else {"class", "params"}
+        unknown = sorted(set(step) - (allowed | mode))
+        if unknown:
+            raise ValidationError(f"{where}.{unknown[0]}: expected keys among {sorted(allowed | mode)!r}; "
+                                  f"received unknown {unknown!r}.")
+        if "steps" in step:
+            steps = step["steps"]
+            if not isinstance(steps, list) or not steps:
+                raise ValidationError.expected(f"{where}.steps", "a non-empty list of {class: ..., params: {...}}", steps)
+            from sklearn.pipeline import make_pipeline
+
+            return make_pipeline(*[build(s, f"{where}.steps[{i}]", set()) for i, s in enumerate(steps)])
+        path = step["class"]
+        module_name, _, name = str(path).rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError, ValueError) as error:
+            raise ValidationError(f"{where}.class: expected an importable class such as "
+                                  f"'sklearn.preprocessing.StandardScaler'; received {path!r}.") from error
+        params = step.get("params") or {}
+        if not isinstance(params, dict):
+            raise ValidationError.expected(f"{where}.params", "a mapping of parameter: value", params)
+        try:
+            return cls(**params)
+        except TypeError as error:
+            raise ValidationError(f"{where}.params: {error}") from error
+
+    transformer = build(entry, key, {"dtypes", "columns"})
     out = {"sklearn_preprocess": transformer}
     for field in ("dtypes", "columns"):
         if entry.get(field) is not None:
@@ -213,8 +237,8 @@ def _encoder(entry: Any, key: str) -> dict:
 def _distribution(value: Any, key: str) -> Any:
     from aiqc.search import Categorical, Float, Int
 
-    if isinstance(value, list):
-        return value
+    if isinstance(value, list) or value is None or isinstance(value, (str, int, float, bool)):
+        return value  # a list of values, or one fixed value
     if isinstance(value, dict) and len({"int", "float", "categorical"} & set(value)) == 1:
         try:
             if "categorical" in value:
@@ -228,7 +252,7 @@ def _distribution(value: Any, key: str) -> Any:
         except (TypeError, ValueError) as error:
             raise ValidationError.expected(key, "{int: [low, high]} or {float: [low, high]} with optional log/step",
                                            value) from error
-    raise ValidationError.expected(key, "a list of values, or {int|float: [low, high], log: true} or {categorical: [...]}",
+    raise ValidationError.expected(key, "a value, a list of values, {int|float: [low, high], log: true} or {categorical: [...]}",
                                    value)
 
 
@@ -260,6 +284,8 @@ def build(spec: dict, base: Path | None = None) -> Queue:
             raise ValidationError.expected("data.feature_encoders", "a list of encoders", data["feature_encoders"])
         data["feature_encoders"] = [_encoder(e, f"data.feature_encoders[{i}]") for i, e in enumerate(data["feature_encoders"])]
     functions = {k: resolve_function(experiment.pop(k, None), f"experiment.{k}", base) for k in FUNCTIONS}
+    if experiment.get("metrics") is not None:
+        experiment["metrics"] = _custom_metrics(experiment["metrics"], base)
     hyperparameters = experiment.pop("hyperparameters", None)
     if hyperparameters is not None:
         if not isinstance(hyperparameters, dict):
@@ -269,6 +295,25 @@ def build(spec: dict, base: Path | None = None) -> Queue:
         splitset = _prefixed("data", Pipeline.Tabular.make, df_or_path=source, **data)
         return _prefixed("experiment", Experiment.make, splitset_id=splitset.id, hyperparameters=hyperparameters,
                          **functions, **experiment)
+
+
+def _custom_metrics(entries: Any, base: Path | None) -> dict:
+    """``{name: module:function}`` or ``{name: {fn: module:function, direction: minimize}}`` ->
+    what ``Experiment.make(metrics=...)`` takes."""
+    if not isinstance(entries, dict):
+        raise ValidationError.expected("experiment.metrics", "a mapping of name: 'module:function'", entries)
+    out = {}
+    for name, entry in entries.items():
+        key = f"experiment.metrics.{name}"
+        if isinstance(entry, dict):
+            unknown = sorted(set(entry) - {"fn", "direction"})
+            if unknown or "fn" not in entry:
+                raise ValidationError.expected(key, "'module:function' or {fn: 'module:function', direction: "
+                                                    "maximize | minimize}", entry)
+            out[name] = (resolve_function(entry["fn"], f"{key}.fn", base), entry.get("direction", "maximize"))
+        else:
+            out[name] = resolve_function(entry, key, base)
+    return out
 
 
 def from_config(path: str | Path, overrides: list[str] | None = None) -> Any:
@@ -311,10 +356,40 @@ def export(queue: Any, path: str | Path) -> Path:
     features = [e for e in encoders if e.side == "feature"]
 
     def encoder(record: Any) -> dict:
-        params = {k: v for k, v in record.fitted.get_params(deep=False).items()
-                  if isinstance(v, (str, int, float, bool, type(None)))}
-        entry = {"class": f"{type(record.fitted).__module__.split('._')[0]}.{type(record.fitted).__name__}",
-                 "params": params}
+        import inspect
+
+        from sklearn.pipeline import Pipeline
+
+        def describe(fitted: Any, where: str) -> dict:
+            # a Pipeline -> {steps: [...]}; else {class, params}. A parameter YAML cannot hold
+            # (an object, a list) is an error unless it is the default, never silently dropped.
+            if isinstance(fitted, Pipeline):
+                odd = [name for name, step in fitted.steps if isinstance(step, str) or step is None]
+                if odd:
+                    raise ValidationError(f"queue: expected encoder steps that are transformers to export; {where} "
+                                          f"has 'passthrough'/None steps {odd!r}.")
+                return {"steps": [describe(step, f"{where} step {name!r}") for name, step in fitted.steps]}
+            defaults = {n: p.default for n, p in inspect.signature(type(fitted).__init__).parameters.items()}
+            params, dropped = {}, []
+            for name, value in fitted.get_params(deep=False).items():
+                value = value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
+                if isinstance(value, (str, int, float, bool, type(None))):
+                    params[name] = value
+                    continue
+                try:
+                    default = name in defaults and (defaults[name] is value or bool(defaults[name] == value))
+                except (TypeError, ValueError):
+                    default = False
+                if not default:
+                    dropped.append(name)
+            if dropped:
+                raise ValidationError(
+                    f"queue: expected encoder parameters that a YAML spec can hold (numbers, text, booleans, null) "
+                    f"to export; {where} ({type(fitted).__name__}) has {dropped!r} = "
+                    f"{[fitted.get_params(deep=False)[d] for d in dropped]!r}.")
+            return {"class": f"{type(fitted).__module__.split('._')[0]}.{type(fitted).__name__}", "params": params}
+
+        entry = describe(record.fitted, f"the {record.side} encoder {record.position}")
         if record.dtypes is not None:
             entry["dtypes"] = record.dtypes
         if record.columns_requested is not None:
@@ -327,7 +402,13 @@ def export(queue: Any, path: str | Path) -> Path:
     if missing:
         raise ValidationError(f"queue: expected stored source text of {missing!r} to export; queue {queue.id} has none.")
     header = '"""Functions of queue %d, exported by aiqc from their stored source."""\n\n' % queue.id
-    path.with_name(module_name + ".py").write_text(header + "\n\n".join(sources[k] for k in FUNCTIONS if sources.get(k)))
+    metric_sources = {k.split(".", 1)[1]: v for k, v in sources.items() if k.startswith("metrics.") and v}
+    missing_metrics = sorted(set(experiment.metric_directions or {}) - set(metric_sources))
+    if missing_metrics:
+        raise ValidationError(f"queue: expected stored source text of the metrics {missing_metrics!r} to export; "
+                              f"queue {queue.id} has none.")
+    path.with_name(module_name + ".py").write_text(
+        header + "\n\n".join([sources[k] for k in FUNCTIONS if sources.get(k)] + list(metric_sources.values())))
     spec = {
         "db": None,
         "output_dir": None,
@@ -337,13 +418,18 @@ def export(queue: Any, path: str | Path) -> Path:
                  "feature_encoders": [encoder(e) for e in features] or None,
                  "size_test": splitset.size_test, "size_validation": splitset.size_validation,
                  "fold_count": splitset.fold_count, "bin_count": splitset.bin_count,
-                 "random_state": splitset.random_state},
+                 "random_state": splitset.random_state,
+                 "parse_dates": [c for c, d in dataset.dtypes.items() if d.startswith("datetime64")] or None},
         "experiment": {"library": experiment.library.value, "analysis_type": experiment.analysis_type.value,
                        **{k: (f"{module_name}:{_function_name(sources[k], k)}" if sources.get(k) else None)
                           for k in FUNCTIONS},
                        "repeat_count": experiment.repeat_count, "hide_test": experiment.hide_test,
                        "hyperparameters": {k: _distribution_to_yaml(to_json(v)) for k, v in experiment.hyperparameters.items()},
-                       "search": experiment.search},
+                       "search": experiment.search,
+                       "metrics": {name: {"fn": f"{module_name}:{_function_name(metric_sources[name], name)}",
+                                          "direction": direction}
+                                   for name, direction in (experiment.metric_directions or {}).items()} or None,
+                       "metric": experiment.objective_metric, "seed": experiment.seed},
         "run": {"workers": 1},
     }
     path.write_text(yaml.safe_dump(spec, sort_keys=False))

@@ -1,5 +1,12 @@
 """Running one job: build, train, predict every split, measure. No database writes here;
-the runner records the returned :class:`JobOutcome` in one transaction."""
+the runner records the returned :class:`JobOutcome` in one transaction.
+
+Measuring refuses what it cannot trust: a non-finite last training loss, predictions or
+probabilities raise :class:`~aiqc.exceptions.NonFiniteError`, and a custom metric that raises
+or returns something other than a real number raises
+:class:`~aiqc.exceptions.UserFunctionError`; either way the job ends FAILED with the reason.
+Regression truth and predictions are measured and stored in the label's original units (the
+scope's fitted label encoder inverted); classification ones as class indices."""
 
 from __future__ import annotations
 
@@ -11,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aiqc import caches
-from aiqc.exceptions import JobPruned, UserFunctionError
+from aiqc import metrics as measuring
+from aiqc.exceptions import JobPruned, NonFiniteError, UserFunctionError
 
 if TYPE_CHECKING:
     from aiqc.analysis import AnalysisType
@@ -26,10 +34,22 @@ class JobOutcome:
 
     metrics: dict[str, dict[str, float]]  # split -> metric -> value
     history: dict[str, list[float]]
-    predictions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # split -> (rows, preds, probs)
+    # split -> (rows, predictions: class indices or original-unit values, probabilities)
+    predictions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]
     model_blob: bytes
     timings: dict[str, float] = field(default_factory=dict)
     pruned: bool = False
+
+
+@dataclass(frozen=True)
+class _Measuring:
+    """What measuring one job needs beyond its predictions: the scope's fitted label encoder
+    (regression: to put values back in the label's units), the positive class's index
+    (binary), and the experiment's custom metrics ``{name: fn(y_true, y_pred, y_prob)}``."""
+
+    label_encoder: Any = None
+    positive: int | None = None
+    custom: dict[str, Any] = field(default_factory=dict)
 
 
 @caches.register
@@ -43,6 +63,29 @@ def _encoded_samples(database: str, splitset_id: int, fold_index: int | None,
     rows = splitset.indices(split, fold_index)
     samples = splitset.samples(split, fold_index)
     return rows, samples["features"], samples["labels"]
+
+
+@caches.register
+@lru_cache(maxsize=8)
+def _label_encoder(database: str, splitset_id: int, fold_index: int | None) -> Any:
+    """The fitted label encoder of a scope (None without one), cached per worker."""
+    from aiqc.orm import Splitset
+
+    return Splitset.get_by_id(splitset_id).label_encoder(fold_index)
+
+
+@caches.register
+@lru_cache(maxsize=8)
+def _metric_functions(database: str, experiment_id: int) -> dict[str, Any]:
+    """The experiment's custom metrics ``{name: fn}``, deserialised once per worker."""
+    from aiqc.orm import Experiment
+
+    return Experiment.get_by_id(experiment_id).load_metric_functions()
+
+
+#: what a non-finite result suggests checking, in every NonFiniteError
+NON_FINITE_HINT = ("check the features for NaN or infinite values, the learning rate (lower it), the label's "
+                   "scale (encode it) and the loss function")
 
 
 def evaluation_splits(splitset: Any, hide_test: bool, fold_index: int | None) -> tuple[str, list[str]]:
@@ -96,7 +139,14 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
                                            samples_train, samples_evaluate)
     backend.release_model(model)
     pruned = reporter is not None and reporter.pruned
-    return _measure(backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned)
+    spec = analysis.spec
+    measuring_context = _Measuring(
+        label_encoder=_label_encoder(database, splitset.id, fold_index) if spec.original_units else None,
+        positive=experiment.positive_index() if spec.has_positive_class else None,
+        custom=_metric_functions(database, experiment.id) if experiment.metric_functions is not None else {},
+    )
+    return _measure(backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned,
+                    measuring_context)
 
 
 def _train(backend: Backend, analysis: AnalysisType, functions: dict[str, Any], model: Any,
@@ -136,11 +186,15 @@ def _train(backend: Backend, analysis: AnalysisType, functions: dict[str, Any], 
 
 def _measure(backend: Backend, analysis: AnalysisType, functions: dict[str, Any], trained: Any,
              arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], splits: list[str], splitset: Any,
-             timings: dict[str, float], pruned: bool) -> JobOutcome:
-    """Predict every split with the trained model and compute its metrics."""
+             timings: dict[str, float], pruned: bool, context: _Measuring | None = None) -> JobOutcome:
+    """Predict every split with the trained model and compute its metrics (built-in, then
+    custom), refusing non-finite results."""
     import time
 
+    context = context or _Measuring()
     spec = analysis.spec
+    history = backend.history(trained)
+    _check_loss(history)
     tick = time.perf_counter()
     fn_predict = functions.get("fn_predict")
     labels = spec.metric_labels(splitset.label.unique_count)
@@ -162,13 +216,75 @@ def _measure(backend: Backend, analysis: AnalysisType, functions: dict[str, Any]
             raise UserFunctionError(
                 f"fn_predict: expected {len(rows)} predictions for the {split} split; received {len(predictions)}."
             )
-        y_true, predictions = spec.truth(encoded_labels), spec.prediction_values(predictions, len(rows))
-        outcome_metrics[split] = spec.compute_metrics(y_true, predictions, probabilities, labels=labels)
-        outcome_predictions[split] = (rows, predictions, None if probabilities is None else np.asarray(probabilities))
+        probabilities = None if probabilities is None else np.asarray(probabilities)
+        _check_finite(predictions, "predictions", split)
+        _check_finite(probabilities, "probabilities", split)
+        y_true = spec.in_original_units(spec.truth(encoded_labels), context.label_encoder)
+        predictions = spec.in_original_units(spec.prediction_values(predictions, len(rows)), context.label_encoder)
+        _check_finite(predictions, "predictions", split)  # also once back in the label's units
+        values = spec.compute_metrics(y_true, predictions, probabilities, labels=labels, positive=context.positive)
+        values.update(_custom_metrics(context.custom, split, y_true, predictions, spec.metric_probabilities(probabilities)))
+        outcome_metrics[split] = values
+        outcome_predictions[split] = (rows, predictions, probabilities)
     timings["predict"] = time.perf_counter() - tick
 
-    history = backend.history(trained)
     tick = time.perf_counter()
     blob = backend.dump(trained)
     timings["dump"] = time.perf_counter() - tick
     return JobOutcome(outcome_metrics, history, outcome_predictions, blob, timings, pruned)
+
+
+def _check_loss(history: dict[str, list[float]]) -> None:
+    """A NonFiniteError if the last recorded training loss is NaN or infinite."""
+    losses = history.get("loss") or []
+    if not losses:
+        return
+    values = np.asarray([np.nan if v is None else v for v in losses], dtype=np.float64)
+    if np.isfinite(values[-1]):
+        return
+    first = int(np.flatnonzero(~np.isfinite(values))[0]) + 1
+    raise NonFiniteError(
+        f"job: the training loss is not finite ({values[-1]} at epoch {len(values)} of {len(values)}, the first "
+        f"non-finite one at epoch {first}): {NON_FINITE_HINT}."
+    )
+
+
+def _check_finite(values: np.ndarray | None, what: str, split: str) -> None:
+    """A NonFiniteError naming the split and the rows if ``values`` hold NaN or an infinity."""
+    if values is None:
+        return
+    bad = measuring.non_finite_count(values)
+    if bad:
+        raise NonFiniteError(
+            f"job: the model's {what} on the {split} split are not finite ({bad} of {len(values)} rows): "
+            f"{NON_FINITE_HINT}."
+        )
+
+
+def _custom_metrics(custom: dict[str, Any], split: str, y_true: np.ndarray, predictions: np.ndarray,
+                    probabilities: np.ndarray | None) -> dict[str, float]:
+    """Each custom metric of one split, ``fn(y_true, y_pred, y_prob)`` on copies (a function
+    that changes its arguments changes nothing stored); a UserFunctionError naming the
+    metric and the split when one raises or returns something other than a real number."""
+    out: dict[str, float] = {}
+    for name, fn in custom.items():
+        try:
+            returned = fn(y_true.copy(), predictions.copy(), None if probabilities is None else probabilities.copy())
+        except Exception as error:  # noqa: BLE001 - any error of a user's metric fails the job, named
+            raise UserFunctionError(
+                f"metrics[{name!r}]: raised {type(error).__name__} on the {split} split: {error}"
+            ) from error
+        value = measuring.metric_value(returned)
+        if value is None:
+            raise UserFunctionError(
+                f"metrics[{name!r}]: expected a real number (a float; NaN where undefined) on the {split} split; "
+                f"received {_short(returned)}."
+            )
+        out[name] = value
+    return out
+
+
+def _short(value: Any) -> str:
+    """A value for a message: its repr (cut at 80 characters) and its type."""
+    text = repr(value)
+    return f"{text[:77] + '...' if len(text) > 80 else text} (type {type(value).__name__})"

@@ -2,34 +2,80 @@
 
     python -m aiqc.worker --queue 3 [--db path/to/aiqc.sqlite3] [--threads 1]
 
-The worker claims jobs from the shared database until none is QUEUED, then exits.
+The worker claims jobs from the shared database until none is QUEUED, then exits with
+status 0. It exits with status 1 and one line on stderr when it cannot work (no such
+database file, no such queue), and with status 130 when interrupted (Ctrl-C), after giving
+its running job back to the queue. ``queue.run_jobs(workers=N)`` starts N of these.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from typing import Any
+
+PROG = "python -m aiqc.worker"
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1; received {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run jobs of the ``--queue`` until none is QUEUED; the exit status (0)."""
-    parser = argparse.ArgumentParser(prog="python -m aiqc.worker", description="Run jobs of an aiqc queue.")
+    """Run jobs of the ``--queue`` until none is QUEUED. The exit status: 0 when the queue is
+    drained; 1, with one line on stderr, when the worker cannot work (database file or queue
+    missing); 130 when interrupted; argparse's 2 on bad arguments."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Run jobs of an aiqc queue.")
     parser.add_argument("--queue", type=int, required=True, help="queue id (queue.id)")
     parser.add_argument("--db", help="SQLite file (default: AIQC_DB or the user data directory)")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads for TF/torch")
+    parser.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads for TF/torch")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    import aiqc
-    from aiqc.orm import Queue
+    from aiqc.exceptions import AIQCError
     from aiqc.runner import default_threads, work
 
-    aiqc.setup(args.db)
-    queue = Queue.get_by_id(args.queue)
-    ran = work(queue.id, threads=args.threads or default_threads(1))
+    try:
+        queue = _open_queue(args.db, args.queue)
+    except (AIQCError, ValueError, LookupError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        sys.stderr.write(f"{PROG}: error: {message}\n")
+        return 1
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        ran = work(queue.id, threads=args.threads or default_threads(1))
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted; the running job went back to queue {queue.id}\n")
+        return 130
     counts = {state.value: n for state, n in queue.state_counts().items()}
     logging.getLogger("aiqc.worker").info("worker ran %d job(s); %s", ran, counts)
     return 0
+
+
+def _open_queue(db: str | None, queue_id: int) -> Any:
+    """Open an existing database (never create one: a worker on a new, empty file would
+    wait for nothing) and return its queue ``queue_id``."""
+    import aiqc
+    from aiqc.config import resolve_db_path
+    from aiqc.exceptions import NotFoundError
+    from aiqc.orm import Queue
+
+    path, _ = resolve_db_path(db)
+    if not path.is_file():
+        raise NotFoundError(f"--db: expected an existing aiqc database file; {str(path)!r} does not exist.")
+    path = aiqc.setup(path)
+    queue = Queue.get_or_none(Queue.id == queue_id)
+    if queue is None:
+        raise NotFoundError(f"--queue: expected the id of a queue in {str(path)!r}; received {queue_id}, "
+                            "which no queue has.")
+    return queue
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.backends, pytest.mark.slow]
 
 def test_there_are_notebooks_for_each_flow():
     assert set(NOTEBOOKS) == {"keras_multiclass.ipynb", "pytorch_binary.ipynb", "regression_bins.ipynb",
-                              "folds_aggregate.ipynb", "search_pruning.ipynb"}
+                              "folds_aggregate.ipynb", "search_pruning.ipynb", "messy_data.ipynb"}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

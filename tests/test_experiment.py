@@ -94,7 +94,7 @@ def test_reference_experiment_verbatim(db, library):
     for job in queue.jobs:
         assert job.state is JobState.COMPLETE
         assert set(job.metrics()) == {"train", "validation", "test"}
-        assert set(job.metrics()["test"]) == {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
+        assert set(job.metrics()["test"]) == set(AnalysisType.CLASSIFICATION_MULTI.spec.metrics)
         history = job.history()
         assert len(history["loss"]) == job.hyperparameters["epoch_count"]
         assert len(history["val_loss"]) == job.hyperparameters["epoch_count"]
@@ -115,9 +115,10 @@ def test_every_analysis_type_and_metrics_equal_sklearn(db, library, analysis):
         np.testing.assert_array_equal(rows, splitset.indices(split))
         stored = job.metrics()[split]
         encoded = splitset.label_to_numpy(split)
-        if analysis == "regression":
-            y = encoded.ravel()
+        if analysis == "regression":  # measured and stored in the label's original units
+            y = splitset.label_to_numpy(split, encoded=False).ravel().astype(float)
             assert probabilities is None
+            assert stored["rmse"] == pytest.approx(skm.mean_squared_error(y, predictions) ** 0.5)
             assert stored["r2"] == pytest.approx(skm.r2_score(y, predictions))
             assert stored["mse"] == pytest.approx(skm.mean_squared_error(y, predictions))
             assert stored["mae"] == pytest.approx(skm.mean_absolute_error(y, predictions))
@@ -141,7 +142,9 @@ def test_every_analysis_type_and_metrics_equal_sklearn(db, library, analysis):
     model = job.get_model()
     backend = aiqc.backends.get_backend(library) if hasattr(aiqc, "backends") else __import__("aiqc.backends").backends.get_backend(library)
     again = backend.predict(model, splitset.features_to_numpy("test"), AnalysisType(analysis))
-    np.testing.assert_allclose(again.predictions, job.predictions("test")[1], rtol=1e-5, atol=1e-5)
+    # stored predictions are class indices, or regression values in the label's original units
+    expected = AnalysisType(analysis).spec.in_original_units(again.predictions, splitset.label_encoder())
+    np.testing.assert_allclose(expected, job.predictions("test")[1], rtol=1e-5, atol=1e-5)
 
 
 def test_folds_make_one_job_per_fold_each_evaluated_on_its_fold(db, library):
@@ -192,9 +195,13 @@ def test_failures_are_recorded_and_the_queue_goes_on(db, library):
     ("fn_build", fns.build_not_a_model, "fn_build: expected a {model} for library='{library}'; received builtins.str"),
     ("fn_train", fns.train_returns_nothing, "fn_train: expected the trained model as return value (a {model}); received None"),
 ])
-def test_wrong_return_values_fail_the_job_with_a_message(db, library, fn_name, fn, message):
+def test_wrong_return_values_fail_the_job_with_a_message(db, library, fn_name, fn, message, monkeypatch):
+    from aiqc.backends import Backend
+
     splitset = _splitset("classification_multi")
-    queue = _make(library, "classification_multi", splitset, **{fn_name: fn})
+    with monkeypatch.context() as patch:  # make would refuse fn_build (tests/test_fail_fast.py); a job still checks
+        patch.setattr(Backend, "installed", lambda self: False)
+        queue = _make(library, "classification_multi", splitset, **{fn_name: fn})
     summary = queue.run_jobs(progress=False)
     assert summary.failed == 1
     model = {"keras": "keras.Model", "pytorch": "torch.nn.Module"}[library]
@@ -206,7 +213,7 @@ def test_results_are_all_in_the_database(db, library):
     queue = _make(library, "classification_multi", splitset)
     queue.run_jobs(progress=False)
     job = queue.jobs.get()
-    assert Metric.select().where(Metric.job == job).count() == 3 * 6
+    assert Metric.select().where(Metric.job == job).count() == 3 * len(AnalysisType.CLASSIFICATION_MULTI.spec.metrics)
     assert HistoryEntry.select().where(HistoryEntry.job == job).count() >= 2 * 2
     assert TrainedModel.select().where(TrainedModel.job == job).count() == 1
     assert job.seconds > 0 and job.finished_at >= job.started_at and job.attempts == 1

@@ -72,8 +72,8 @@ CASES = {
     "missing splitset": (dict(splitset_id=9999), r"splitset_id: expected the id of an existing Splitset; received 9999"),
     "splitset object instead of id": (dict(splitset_id="1"), r"splitset_id: expected the integer id of a Splitset \(splitset.id\); received '1'"),
     "hyperparameters not a dict": (dict(hyperparameters=[("neuron_count", [1])]), r"hyperparameters: expected None or a dict of \{name: \[values\]\}"),
-    "hyperparameter value not a list": (dict(hyperparameters={"neuron_count": 12}), r"hyperparameters\['neuron_count'\]: expected a non-empty list of values; received 12"),
-    "hyperparameter empty list": (dict(hyperparameters={"neuron_count": []}), r"hyperparameters\['neuron_count'\]: expected a non-empty list of values; received \[\]"),
+    "hyperparameter value a dict": (dict(hyperparameters={"neuron_count": {"low": 4}}), r"hyperparameters\['neuron_count'\]: expected a non-empty list of values \(or one value\); received \{'low': 4\}"),
+    "hyperparameter empty list": (dict(hyperparameters={"neuron_count": []}), r"hyperparameters\['neuron_count'\]: expected a non-empty list of values \(or one value\); received \[\]"),
     "hyperparameter not storable": (dict(hyperparameters={"neuron_count": [object()]}), r"hyperparameters\['neuron_count'\]: expected values that can be stored as JSON"),
     "hyperparameter fn_build cannot take": (dict(fn_build=_build_fixed, hyperparameters={"neuron_count": [1], "batch_size": [1], "epoch_count": [1], "dropout": [0.1]}),
                                             r"hyperparameters: expected names that fn_build accepts \(it has no \*\*hp\); received \['dropout'\]"),
@@ -122,7 +122,11 @@ def test_a_valid_call_writes_queue_and_jobs(splitsets, row_counts):
     assert queue.state_counts() == {"QUEUED": 12, "RUNNING": 0, "COMPLETE": 0, "PRUNED": 0, "FAILED": 0}
 
 
-def test_experiment_make_imports_no_deep_learning_library(tmp_path):
+@pytest.mark.parametrize("library, installed", [("keras", True), ("pytorch", True), ("keras", False)])
+def test_experiment_make_imports_only_its_own_library(tmp_path, library, installed):
+    """Where its library is installed, make calls fn_build once (to check the model's output
+    width), so it imports that library; never the other one, and none where it is not installed."""
+    import ast
     import subprocess
     import sys
     import textwrap
@@ -132,16 +136,18 @@ def test_experiment_make_imports_no_deep_learning_library(tmp_path):
         sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
         from aiqc.backends._base import Backend
         Backend.check_installed = lambda self: None
+        if not {installed!r}:
+            Backend.installed = lambda self: False
         from fns import reference_make
         import fns
         aiqc.setup({str(tmp_path / 'x.db')!r})
         s = reference_make(aiqc.datum.to_pandas('iris.tsv'))
-        for library in ('keras', 'pytorch'):
-            build, train = fns.FUNCTIONS[library]
-            aiqc.Experiment.make(library=library, analysis_type='classification_multi', fn_build=build,
-                                 fn_train=train, hyperparameters={{'neuron_count': [4], 'batch_size': [3], 'epoch_count': [1]}},
-                                 splitset_id=s.id)
+        build, train = fns.FUNCTIONS[{library!r}]
+        aiqc.Experiment.make(library={library!r}, analysis_type='classification_multi', fn_build=build,
+                             fn_train=train, hyperparameters={{'neuron_count': [4], 'batch_size': [3], 'epoch_count': [1]}},
+                             splitset_id=s.id)
         print(sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    own = {"keras": {"keras", "tensorflow"}, "pytorch": {"torch"}}[library] if installed else set()
+    assert set(ast.literal_eval(out.stdout.strip().splitlines()[-1])) <= own

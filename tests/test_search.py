@@ -48,7 +48,7 @@ BAD = {
     "no trials": (lambda: {"x": Float(0.0, 1.0)}, Search("random", n_trials=0), r"search.n_trials: expected an integer >= 1; received 0"),
     "unknown strategy": (lambda: {"x": [1, 2]}, Search("annealing", n_trials=3), r"search.strategy: expected one of \('grid', 'random', 'bayesian', 'gp'\); received 'annealing'"),
     "unknown pruner": (lambda: {"x": [1, 2]}, Search("random", n_trials=3, pruner="hyperband"), r"search.pruner: expected None or one of \('median', 'successive_halving'\); received 'hyperband'"),
-    "metric of another analysis": (lambda: {"x": [1, 2]}, Search("random", n_trials=3, metric="accuracy"), r"search.metric: expected one of \['r2', 'mse', 'mae', 'explained_variance'\] for regression; received 'accuracy'"),
+    "metric of another analysis": (lambda: {"x": [1, 2]}, Search("random", n_trials=3, metric="accuracy"), r"search.metric: expected one of \['r2', 'mse', 'mae', 'explained_variance', 'rmse'\] for regression; received 'accuracy'"),
     "unknown search key": (lambda: {"x": [1, 2]}, {"strategy": "random", "trials": 3}, r"search: expected keys among .*received unknown keys \['trials'\]"),
     "empty choices": (lambda: {"x": Categorical([])}, None, r"Categorical.choices: expected a non-empty list of values"),
 }

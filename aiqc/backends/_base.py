@@ -15,6 +15,9 @@ from aiqc.exceptions import MissingExtraError
 
 __all__ = ["Backend", "Defaults"]
 
+#: rows of zeros a model is called on to learn its output shape (2: batch normalisation needs > 1)
+PROBE_ROWS = 2
+
 
 def _predict_outputs(analysis: Analysis, outputs: np.ndarray) -> Prediction:
     """The analysis type's own reading of raw outputs (softmax / sigmoid only where needed)."""
@@ -55,6 +58,10 @@ class Backend(abc.ABC):
         return self.defaults[AnalysisType.parse(analysis)]
 
     # --- availability ---------------------------------------------------------------------
+    def installed(self) -> bool:
+        """Whether the library's modules can be imported; imports nothing."""
+        return all(importlib.util.find_spec(m) is not None for m in self.modules)
+
     def check_installed(self) -> None:
         """Raise :class:`MissingExtraError` naming the pip extra; imports nothing."""
         missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
@@ -115,6 +122,20 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def outputs(self, model: Any, features: np.ndarray) -> np.ndarray:
         """The model's raw output for ``features`` (inference mode), as numpy."""
+
+    @abc.abstractmethod
+    def output_shape(self, model: Any, features_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of an untrained model's output for a batch of 2 rows of zeros shaped
+        ``features_shape`` (inference mode, no gradients, on the model's own device)."""
+
+    def output_width(self, model: Any, features_shape: tuple[int, ...]) -> int:
+        """How many values the model outputs per row (1 for a 1-D output), found without
+        training; a ValueError when its output does not have one row per input row."""
+        shape = tuple(int(d) for d in self.output_shape(model, tuple(features_shape)))
+        if not shape or shape[0] != PROBE_ROWS:
+            raise ValueError(f"expected an output with one row per input row, shape ({PROBE_ROWS}, ...); "
+                             f"received shape {shape}")
+        return int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
 
     def predict(self, model: Any, features: np.ndarray, analysis: AnalysisType) -> Prediction:
         """The default ``fn_predict``: class indices and probabilities, or values."""

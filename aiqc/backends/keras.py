@@ -13,7 +13,7 @@ import numpy as np
 
 from aiqc.analysis import AnalysisType
 from aiqc.backends import epochs
-from aiqc.backends._base import Backend, Defaults
+from aiqc.backends._base import PROBE_ROWS, Backend, Defaults
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class KerasBackend(Backend):
     modules = ("tensorflow", "keras")
     model_description = "keras.Model"
     defaults = DEFAULTS
-    _threads_set = False  # TensorFlow accepts thread caps once, before its runtime starts
+    _threads: int | None = None  # the intra-op cap in force; TensorFlow accepts it once, before its runtime starts
 
     def _import(self) -> Any:
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -59,15 +59,21 @@ class KerasBackend(Backend):
 
     def _configure(self, threads: int | None, seed: int | None) -> None:
         keras = self.import_library()
-        if threads and not KerasBackend._threads_set:
+        if threads and KerasBackend._threads is None:
             import tensorflow as tf
 
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(threads)
                 tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-            except RuntimeError:
-                logger.debug("TensorFlow already initialised; thread caps unchanged")
-            KerasBackend._threads_set = True
+                KerasBackend._threads = threads
+            except RuntimeError:  # the user's own code started TensorFlow first
+                KerasBackend._threads = 0
+        if threads and KerasBackend._threads != threads:
+            warnings.warn(
+                f"threads={threads}: TensorFlow already runs in this process with "
+                f"{KerasBackend._threads or 'its own'} intra-op threads, and accepts a cap only before it starts; "
+                "this cap is ignored. Run the jobs in worker processes (run_jobs(workers=N) or `aiqc worker`) "
+                "to apply it.", RuntimeWarning, stacklevel=2)
         if seed is not None:
             keras.utils.set_random_seed(seed)  # python, numpy and TensorFlow
 
@@ -114,6 +120,13 @@ class KerasBackend(Backend):
                   for start in range(0, max(len(features), 1), PREDICT_CHUNK)]
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
+    def output_shape(self, model: Any, features_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``model(zeros, training=False)``: a called model also shows that it takes features of
+        this shape (``model.output_shape`` alone would not), in a few milliseconds once
+        TensorFlow is imported."""
+        output = model(np.zeros((PROBE_ROWS, *features_shape), dtype=np.float32), training=False)
+        return _shape_of(output)
+
     def history(self, model: Any) -> dict[str, list[float]]:
         """``model.history.history``: Keras sets it on every ``fit``, whatever callbacks were passed."""
         recorded = getattr(getattr(model, "history", None), "history", None) or {}
@@ -142,3 +155,10 @@ class KerasBackend(Backend):
                 model = rebuild()
                 model.load_weights(path)
                 return model
+
+
+def _shape_of(output: Any) -> tuple[int, ...]:
+    """The shape of one output tensor; a TypeError for several (a list or dict of tensors)."""
+    if not hasattr(output, "shape"):
+        raise TypeError(f"expected the model to return one tensor; it returned a {type(output).__name__}")
+    return tuple(output.shape)

@@ -15,7 +15,7 @@ import numpy as np
 
 from aiqc.analysis import AnalysisType
 from aiqc.backends import epochs
-from aiqc.backends._base import Backend, Defaults
+from aiqc.backends._base import PROBE_ROWS, Backend, Defaults
 from aiqc.exceptions import JobPruned, ValidationError
 
 #: the model attribute holding what :func:`record_epoch` recorded: ``{name: [value per epoch]}``
@@ -106,6 +106,23 @@ class TorchBackend(Backend):
         with torch.no_grad():
             x = torch.as_tensor(np.asarray(features, dtype=np.float32), device=self.device())
             return model(x).cpu().numpy()
+
+    def output_shape(self, model: Any, features_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A forward pass in eval mode under ``torch.no_grad()``, on the device of the model's
+        first parameter (the CPU for a model without any); the model's train/eval mode is restored."""
+        torch = self.import_library()
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+        training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                output = model(torch.zeros((PROBE_ROWS, *features_shape), dtype=torch.float32, device=device))
+        finally:
+            model.train(training)
+        if not hasattr(output, "shape"):
+            raise TypeError(f"expected the model to return one tensor; it returned a {type(output).__name__}")
+        return tuple(output.shape)
 
     def history(self, model: Any) -> dict[str, list[float]]:
         return {name: list(values) for name, values in getattr(model, HISTORY_ATTRIBUTE, {}).items()}

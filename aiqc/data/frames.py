@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -17,8 +18,11 @@ READERS = {".csv": dict(sep=","), ".tsv": dict(sep="\t"), ".parquet": None}
 PART_BYTES = 32 * 1024 * 1024
 
 
-def read_path(path: str | os.PathLike, parameter: str = "df_or_path") -> pd.DataFrame:
-    """Read a .csv, .tsv or .parquet file (delimiter from the extension)."""
+def read_path(path: str | os.PathLike, parameter: str = "df_or_path",
+              parse_dates: list[str] | None = None) -> pd.DataFrame:
+    """Read a .csv, .tsv or .parquet file (delimiter from the extension); the columns named in
+    ``parse_dates`` are converted to datetimes (see :func:`parse_date_columns`)."""
+    parse_dates = check_parse_dates(parse_dates)
     path = Path(os.fspath(path)).expanduser()
     suffix = path.suffix.lower()
     if suffix not in READERS:
@@ -29,13 +33,55 @@ def read_path(path: str | os.PathLike, parameter: str = "df_or_path") -> pd.Data
         raise ValidationError(f"{parameter}: expected an existing file; received {str(path)!r} (no such file).")
     try:
         if suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, **READERS[suffix])
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, **READERS[suffix])
     except (OSError, ValueError, pd.errors.ParserError) as error:
         raise ValidationError(
             f"{parameter}: expected a readable {suffix[1:]} file; received {str(path)!r}, "
             f"which failed to parse: {error}"
         ) from error
+    return parse_date_columns(df, parse_dates)
+
+
+def check_parse_dates(parse_dates: object) -> list[str]:
+    """The checked ``parse_dates`` argument: None (no column) or column name(s), as a list."""
+    if parse_dates is None:
+        return []
+    if isinstance(parse_dates, str):
+        parse_dates = [parse_dates]
+    if not isinstance(parse_dates, (list, tuple)) or not all(isinstance(c, str) for c in parse_dates):
+        raise ValidationError.expected("parse_dates", "None, a column name or a list of column names", parse_dates)
+    return list(parse_dates)
+
+
+def parse_date_columns(df: pd.DataFrame, parse_dates: list[str]) -> pd.DataFrame:
+    """``df`` with the ``parse_dates`` columns converted to datetimes (a new frame; ``df`` is
+    not changed). A value that is not a date is an error, never a silent text column."""
+    if not parse_dates:
+        return df
+    unknown = [c for c in parse_dates if c not in df.columns]
+    if unknown:
+        raise ValidationError(
+            f"parse_dates: expected columns of the data {list(df.columns)[:20]!r}; received unknown {unknown!r}."
+        )
+    converted = {}
+    for column in parse_dates:
+        series = df[column]
+        if pd.api.types.is_datetime64_any_dtype(series.dtype):
+            continue
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                converted[column] = pd.to_datetime(series)
+        except (ValueError, TypeError, OverflowError) as error:
+            raise ValidationError(
+                f"parse_dates: expected columns of dates; received {column!r}, which holds a value that is "
+                f"not a date: {error}"
+            ) from error
+        for warning in caught:  # pandas' notes on how it parsed (told only when it succeeded)
+            warnings.warn(f"parse_dates: column {column!r}: {warning.message}", warning.category, stacklevel=3)
+    return df.assign(**converted) if converted else df
 
 
 def check_frame(df: object, parameter: str = "df_or_path") -> pd.DataFrame:
@@ -102,6 +148,44 @@ def parts_to_frame(blobs: list[bytes], columns: list[str] | None = None) -> pd.D
 def is_numeric(dtype: object) -> bool:
     """Integer and float dtypes: values that are quantities (bool does not count)."""
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def is_datetime(dtype: object) -> bool:
+    """Dates and times: datetime (with or without a time zone), timedelta and period dtypes,
+    and categories of them."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        return is_datetime(dtype.categories.dtype)
+    return (pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype)
+            or isinstance(dtype, pd.PeriodDtype))
+
+
+#: what ``pandas.api.types.infer_dtype`` calls columns of date, time and duration objects
+DATE_KINDS = {"date", "datetime", "datetime64", "time", "timedelta", "timedelta64", "period"}
+#: text that reads as a date: ISO 8601 (2024-03-01, 2024-03-01 12:30:00, ...) or 3/1/2024
+_DATE_TEXT = (r"^\s*(\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?"
+              r"|\d{1,2}/\d{1,2}/\d{2,4}( \d{1,2}:\d{2}(:\d{2})?)?)\s*$")
+
+
+def date_kind(series: pd.Series, sample: int = 200) -> str | None:
+    """What a text, object or category column holds when it holds dates: ``'objects'`` (date,
+    datetime, time, timedelta or period objects), ``'text'`` (strings that read as dates, e.g.
+    ``2024-03-01``), else None. Only the first ``sample`` values present are looked at."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        if is_datetime(series.dtype):
+            return "objects"
+        values = pd.Series(series.cat.categories[:sample])
+    elif pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype):
+        values = series.iloc[: sample * 5].dropna().iloc[:sample]
+    else:
+        return None
+    if values.empty:
+        return None
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in DATE_KINDS:
+        return "objects"
+    if kind == "string" and bool(values.astype(str).str.match(_DATE_TEXT).all()):
+        return "text"
+    return None
 
 
 def is_categorical(dtype: object) -> bool:

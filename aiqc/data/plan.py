@@ -85,17 +85,20 @@ class EncoderPlan:
 
 
 def plan_dataset(df_or_path: Any, name: str | None = None, description: str | None = None,
-                 parameter: str = "df_or_path") -> DatasetPlan:
-    """The checked dataset of a DataFrame or a file path (read here), with its name and description."""
-    from aiqc.data.frames import read_path
+                 parameter: str = "df_or_path", parse_dates: list[str] | None = None) -> DatasetPlan:
+    """The checked dataset of a DataFrame or a file path (read here), with its name and description.
+    ``parse_dates``: columns to read as dates (for a DataFrame, converted in a copy)."""
+    from aiqc.data.frames import check_parse_dates, parse_date_columns, read_path
     import os
 
+    dates = check_parse_dates(parse_dates)
     if isinstance(df_or_path, (str, os.PathLike)):
         source = os.fspath(df_or_path)
-        df = read_path(df_or_path, parameter)
+        df = read_path(df_or_path, parameter, parse_dates=dates)
     else:
         source = "pandas.DataFrame"
-        df = df_or_path
+        df = check_frame(df_or_path, parameter)
+        df = parse_date_columns(df, dates)
     df = check_frame(df, parameter)
     for key, value in (("name", name), ("description", description)):
         if value is not None and not isinstance(value, str):
@@ -114,10 +117,17 @@ def plan_label(df: pd.DataFrame, column: Any, parameter: str = "label_column") -
         )
     series = df[column]
     missing = int(series.isna().sum())
+    infinite = _infinite_count(series)
     if missing:
+        also = f" and {infinite} infinite (inf/-inf) value(s)" if infinite else ""
         raise ValidationError(
             f"{parameter}: expected a label without missing values; received {column!r} with "
-            f"{missing} NaN/None value(s). Drop or fill those rows first."
+            f"{missing} NaN/None value(s){also} out of {len(series)} rows. Drop or fill those rows first."
+        )
+    if infinite:
+        raise ValidationError(
+            f"{parameter}: expected a label of finite values; received {column!r} with {infinite} infinite "
+            f"(inf/-inf) value(s) out of {len(series)} rows. Drop or replace those rows first."
         )
     categorical = is_categorical(series.dtype) or pd.api.types.is_integer_dtype(series.dtype)
     codes, unique = pd.factorize(series, sort=True)  # hashing: O(n), unlike np.unique's sort
@@ -130,6 +140,14 @@ def plan_label(df: pd.DataFrame, column: Any, parameter: str = "label_column") -
     values = series.to_numpy() if is_numeric(series.dtype) else None  # needed for quantile bins
     return LabelPlan(column=column, dtype=str(series.dtype), categorical=categorical, classes=classes,
                      values=values, codes=codes.astype(np.int64), unique_count=len(unique))
+
+
+def _infinite_count(series: pd.Series) -> int:
+    """How many values of a float column are +inf or -inf (0 for other dtypes)."""
+    if not pd.api.types.is_float_dtype(series.dtype):
+        return 0
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return int(np.isinf(values).sum())
 
 
 def plan_feature(df: pd.DataFrame, excluded: Any, label_column: str | None,
@@ -227,13 +245,27 @@ def fit_scopes(splits: SplitPlan) -> list[tuple[int | None, np.ndarray, list[np.
     return scopes
 
 
+#: an encoder that fills missing values, for messages (sklearn.pipeline.make_pipeline,
+#: sklearn.impute.SimpleImputer, sklearn.preprocessing.StandardScaler)
+IMPUTER_HINT = "make_pipeline(SimpleImputer(), StandardScaler())"
+
+
 def plan_encoders(df: pd.DataFrame, label: LabelPlan, feature: FeaturePlan, splits: SplitPlan,
                   label_encoder: Any = None, feature_encoders: Any = None) -> list[EncoderPlan]:
     """Fit every encoder on training rows only (and per fold), checking it can transform
-    the held-out rows too, so a bad encoder fails now rather than mid-experiment."""
+    the held-out rows too, so a bad encoder fails now rather than mid-experiment.
+
+    Features must come out as finite numbers: each feature encoder's output on every row of
+    its scope (the rows it was fit on and the held-out rows it must transform), and the
+    numeric columns that pass through unencoded, are checked for NaN and +-inf. Each row is
+    transformed once per scope, a chunk at a time."""
     label_spec = encode.parse_label_encoder(label_encoder)
     feature_specs = encode.parse_feature_encoders(feature_encoders)
-    encode.resolve_feature_columns(feature_specs, df[feature.columns].dtypes)
+    features = df[feature.columns]
+    passthrough = encode.resolve_feature_columns(feature_specs, features.dtypes, features)
+    encode.check_date_columns(feature_specs, features)
+    _check_no_inf(features)
+    _check_passthrough_finite(features, passthrough)
     if label_spec is not None:
         label_spec.claimed = [label.column]
 
@@ -245,18 +277,137 @@ def plan_encoders(df: pd.DataFrame, label: LabelPlan, feature: FeaturePlan, spli
         frame = df[columns]
         for fold_index, fit_rows, other_rows in fit_scopes(splits):
             fitted = encode.fit(spec, frame.iloc[fit_rows])
-            width = None
-            for rows in other_rows:
-                try:
-                    width = encode.transform(fitted, frame.iloc[rows]).shape[1]
-                except (ValueError, TypeError, KeyError) as error:
-                    raise ValidationError(
-                        f"{spec.describe()}: expected an encoder fit on training rows to transform the "
-                        f"held-out rows too; it failed on them: {error}. For unseen categories use e.g. "
-                        "OneHotEncoder(handle_unknown='ignore')."
-                    ) from error
-            if width is None:
-                width = encode.transform(fitted, frame.iloc[fit_rows[:1]]).shape[1]
+            if side == "label":
+                width = _label_width(spec, fitted, frame, fit_rows, other_rows)
+            else:
+                if fold_index is None:
+                    encode.warn_many_categories(spec, fitted, len(fit_rows))
+                    encode.warn_one_hot_dates(spec, fitted, features)
+                width = _check_feature_scope(spec, fitted, frame, fold_index, fit_rows, other_rows)
             plans.append(EncoderPlan(spec, side, position, fold_index, fitted, columns,
                                      encode.output_names(fitted, columns, width)))
     return plans
+
+
+def _held_out_error(spec: encode.EncoderSpec, error: Exception) -> ValidationError:
+    return ValidationError(
+        f"{spec.describe()}: expected an encoder fit on training rows to transform the "
+        f"held-out rows too; it failed on them: {error}. For unseen categories use e.g. "
+        "OneHotEncoder(handle_unknown='ignore')."
+    )
+
+
+def _label_width(spec: encode.EncoderSpec, fitted: Any, frame: pd.DataFrame, fit_rows: np.ndarray,
+                 other_rows: list[np.ndarray]) -> int:
+    """The label encoder's output width, checking it transforms the held-out rows."""
+    width = None
+    for rows in other_rows:
+        try:
+            width = encode.transform(fitted, frame.iloc[rows]).shape[1]
+        except (ValueError, TypeError, KeyError) as error:
+            raise _held_out_error(spec, error) from error
+    if width is None:
+        width = encode.transform(fitted, frame.iloc[fit_rows[:1]]).shape[1]
+    return width
+
+
+def _check_feature_scope(spec: encode.EncoderSpec, fitted: Any, frame: pd.DataFrame, fold_index: int | None,
+                         fit_rows: np.ndarray, other_rows: list[np.ndarray]) -> int:
+    """Transform every row of a scope once (held-out rows, then the rows the encoder was fit
+    on), checking the output is numeric and finite; return its width."""
+    width = None
+    counts: dict[str, list[np.ndarray]] = {}  # "training" / "held-out" -> [NaN per column, inf per column]
+    for group, rows in [("held-out", r) for r in other_rows] + [("training", fit_rows)]:
+        try:
+            chunks = encode.transform_chunks(fitted, frame, rows)
+            for out in chunks:
+                out = encode.numeric_output(out, spec.describe())
+                width = out.shape[1]
+                bad = encode.nonfinite_counts(out)
+                if bad is not None:
+                    total = counts.setdefault(group, [np.zeros(width, np.int64), np.zeros(width, np.int64)])
+                    total[0] += bad[0]
+                    total[1] += bad[1]
+        except ValidationError:
+            raise
+        except (ValueError, TypeError, KeyError) as error:
+            if group == "held-out":
+                raise _held_out_error(spec, error) from error
+            raise ValidationError(
+                f"{spec.describe()}: expected an encoder that transforms the rows it was fit on; it failed "
+                f"on them: {error}"
+            ) from error
+    if counts:
+        names = encode.output_names(fitted, spec.claimed, width)
+        scope = "the train split's encoder" if fold_index is None else f"fold {fold_index}'s encoder"
+        raise ValidationError(
+            f"{spec.describe()}: expected finite encoded features; received {_describe_nonfinite(names, counts)} "
+            f"in the output of {scope}. Impute inside the encoder, e.g. "
+            f"dict(sklearn_preprocess={IMPUTER_HINT}, columns={spec.claimed[:10]!r}), fill or drop those "
+            "rows first, or exclude the columns; replace inf with NaN before imputing."
+        )
+    if width is None:  # no rows to transform at all
+        width = encode.transform(fitted, frame.iloc[fit_rows[:1]]).shape[1]
+    return width
+
+
+def _describe_nonfinite(names: list[str], counts: dict[str, list[np.ndarray]]) -> str:
+    """e.g. ``'age' (NaN in 12 training and 3 held-out rows), 'ratio' (inf in 1 training row)``."""
+    parts = []
+    for index, name in enumerate(names):
+        pieces = []
+        for kind, which in (("NaN", 0), ("inf", 1)):
+            per_group = [f"{int(counts[g][which][index])} {g}" for g in ("training", "held-out")
+                         if g in counts and counts[g][which][index]]
+            if per_group:
+                pieces.append(f"{kind} in {' and '.join(per_group)} row(s)")
+        if pieces:
+            parts.append(f"{name!r} ({'; '.join(pieces)})")
+    shown = ", ".join(parts[:10]) + (f" and {len(parts) - 10} more columns" if len(parts) > 10 else "")
+    return shown
+
+
+def _check_no_inf(features: pd.DataFrame) -> None:
+    """No feature value may be +-inf: transformers refuse it (an imputer included) or carry it on."""
+    problems = []
+    for column, dtype in features.dtypes.items():
+        if not pd.api.types.is_float_dtype(dtype):
+            continue
+        series = features[column]
+        values = series.to_numpy() if isinstance(dtype, np.dtype) else series.to_numpy(np.float64, na_value=np.nan)
+        with np.errstate(invalid="ignore", over="ignore"):
+            total = np.sum(values)
+        if np.isfinite(total):
+            continue  # one pass, no copy, in the usual case
+        count = int(np.isinf(values).sum())
+        if count:
+            problems.append(f"{column!r} ({count} inf of {len(features)} rows)")
+    if problems:
+        raise ValidationError(
+            f"feature_encoders: expected feature values without inf; received {', '.join(problems[:10])}. Replace "
+            f"them with NaN first (df = df.replace([np.inf, -np.inf], np.nan)), then impute inside the encoder, e.g. "
+            f"dict(sklearn_preprocess={IMPUTER_HINT}, columns=[...]), or drop those rows."
+        )
+
+
+def _check_passthrough_finite(features: pd.DataFrame, passthrough: list[str]) -> None:
+    """The numeric columns no encoder claims go to the model as they are: no NaN, no +-inf."""
+    problems = []
+    for column in passthrough:
+        series = features[column]
+        if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iub":
+            continue  # numpy integers and bools cannot be missing
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        nan, inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+        if nan or inf:
+            counts = " and ".join(f"{n} {kind}" for n, kind in ((nan, "NaN"), (inf, "inf")) if n)
+            problems.append((column, counts))
+    if problems:
+        columns = [c for c, _ in problems]
+        listed = ", ".join(f"{c!r} ({counts} of {len(features)} rows)" for c, counts in problems[:10])
+        raise ValidationError(
+            f"feature_encoders: expected finite values in the numeric columns no encoder claims (they pass "
+            f"through unencoded); received {listed}. Impute them inside an encoder, e.g. "
+            f"dict(sklearn_preprocess={IMPUTER_HINT}, columns={columns[:10]!r}), fill or drop "
+            "those rows first, or exclude the columns with feature_cols_excluded; replace inf with NaN before imputing."
+        )

@@ -83,14 +83,72 @@ class ArrayField(pw.BlobField):
 class PickleField(pw.BlobField):
     """A pickled Python object (fitted scikit-learn transformers).
 
-    Only load databases you trust: unpickling runs code, as with any pickled model.
+    Pickled with cloudpickle, the classes and functions of the user's own modules (not
+    installed packages, not the standard library) by value, as :func:`aiqc.functions.dumps`
+    does for user functions: a process that cannot import those modules (another working
+    directory, a worker) still loads the object. Only load databases you trust: unpickling
+    runs code, as with any pickled model.
     """
 
     def db_value(self, value: Any) -> Any:
-        """The object, pickled (None stays NULL)."""
+        """The object, pickled with the user's own modules by value (None stays NULL)."""
         if value is None:
             return None
-        return super().db_value(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        import sys
+
+        import cloudpickle
+
+        registered = []
+        already = cloudpickle.list_registry_pickle_by_value()  # the user's own registrations stay
+        for module in {sys.modules[o.__module__] for o in self.user_objects(value)}:
+            if module.__name__ in already or module.__name__ == "__main__":  # __main__: by value anyway
+                continue
+            cloudpickle.register_pickle_by_value(module)
+            registered.append(module)
+        try:
+            blob = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            for module in registered:
+                cloudpickle.unregister_pickle_by_value(module)
+        return super().db_value(blob)
+
+    @staticmethod
+    def user_objects(value: Any) -> list[Any]:
+        """The classes and functions of the user's own modules that ``value`` refers to (its
+        class, a Pipeline step's class, a FunctionTransformer's function, ...), in the order
+        pickling meets them, ``__main__``'s (a script's, a notebook's) included; those of installed
+        packages, of aiqc and of the standard library are left out."""
+        import inspect
+        import sys
+
+        import cloudpickle
+
+        from aiqc.functions import _is_installed
+
+        found: dict[int, Any] = {}
+
+        def is_users(candidate: Any) -> bool:
+            name = getattr(candidate, "__module__", None) or ""
+            module = sys.modules.get(name)
+            if name == "__main__":
+                return module is not None
+            return (module is not None and getattr(module, "__file__", None) is not None
+                    and name.split(".")[0] not in sys.stdlib_module_names and not _is_installed(module))
+
+        class Scanner(cloudpickle.Pickler):
+            def reducer_override(self, obj: Any) -> Any:
+                for candidate in (obj, type(obj)):
+                    if (inspect.isclass(candidate) or inspect.isfunction(candidate)) and id(candidate) not in found \
+                            and is_users(candidate):
+                        found[id(candidate)] = candidate
+                return super().reducer_override(obj)
+
+        class Discard:
+            def write(self, data: bytes) -> int:
+                return len(data)
+
+        Scanner(Discard(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+        return list(found.values())
 
     def python_value(self, value: Any) -> Any:
         """The stored bytes, unpickled (NULL: None)."""

@@ -33,11 +33,13 @@ class _Tabular:
             return Dataset._from_plan(plan)
 
     @staticmethod
-    def from_path(file_path: str, name: str | None = None, description: str | None = None) -> "Dataset":
-        """Store a .csv, .tsv or .parquet file (delimiter from the extension)."""
+    def from_path(file_path: str, name: str | None = None, description: str | None = None,
+                  parse_dates: list[str] | None = None) -> "Dataset":
+        """Store a .csv, .tsv or .parquet file (delimiter from the extension); ``parse_dates``
+        names columns to read as dates."""
         from aiqc.data.plan import plan_dataset
 
-        plan = plan_dataset(file_path, name, description, parameter="file_path")
+        plan = plan_dataset(file_path, name, description, parameter="file_path", parse_dates=parse_dates)
         with ensure_database().atomic():
             return Dataset._from_plan(plan)
 

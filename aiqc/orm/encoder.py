@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
@@ -30,7 +30,8 @@ class Encoder(BaseModel):
     columns_requested = JSONField(null=True)  # as requested
     columns = JSONField()  # resolved columns it applies to
     output_columns = JSONField()
-    fitted = PickleField()
+    fitted = PickleField()  # cloudpickle; the user's own classes and functions by value
+    source = pw.TextField(null=True)  # source text of the user's own classes / functions in it, if any
 
     @classmethod
     def _from_plan(cls, splitset: Splitset, fold: Fold | None, plan: "EncoderPlan") -> "Encoder":
@@ -40,7 +41,7 @@ class Encoder(BaseModel):
             splitset=splitset, fold=fold, side=plan.side, position=plan.position,
             class_path=plan.spec.class_path, params=describe_params(plan.spec.transformer),
             dtypes=plan.spec.dtypes, columns_requested=plan.spec.columns, columns=plan.columns,
-            output_columns=plan.output_columns, fitted=plan.fitted,
+            output_columns=plan.output_columns, fitted=plan.fitted, source=user_source(plan.fitted),
         )
 
     def transform(self, frame: "pd.DataFrame") -> "np.ndarray":
@@ -48,3 +49,20 @@ class Encoder(BaseModel):
         from aiqc.data.encode import transform
 
         return transform(self.fitted, frame[self.columns])
+
+
+def user_source(fitted: Any) -> str | None:
+    """The source text of the user's own classes and functions in a fitted transformer (a custom
+    transformer class, a FunctionTransformer's function, ...), each under a comment naming it;
+    None when it uses none, or their source cannot be found."""
+    import inspect
+    import textwrap
+
+    parts = []
+    for obj in PickleField.user_objects(fitted):
+        try:
+            text = textwrap.dedent(inspect.getsource(obj))
+        except (OSError, TypeError):
+            continue
+        parts.append(f"# {obj.__module__}.{obj.__qualname__}\n{text}")
+    return "\n\n".join(parts) or None

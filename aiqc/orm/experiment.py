@@ -13,6 +13,7 @@ from aiqc.orm.base import BaseModel, EnumField, JSONField
 from aiqc.orm.splitset import Splitset
 
 if TYPE_CHECKING:
+    from aiqc.metrics import MetricSet
     from aiqc.orm.job import Queue
     from aiqc.search import Search
 
@@ -32,6 +33,12 @@ class Experiment(BaseModel):
     sources = JSONField()  # {"fn_build": "def fn_build(...): ...", ...}
     name = pw.CharField(null=True)
     description = pw.TextField(null=True)
+    seed = pw.BigIntegerField(null=True)  # every job's seed derives from it; null in files made before it existed
+    objective_metric = pw.CharField(null=True)  # what ranks jobs: the search's metric, make(metric=...) or default
+    objective_split = pw.CharField(null=True)
+    metric_functions = pw.BlobField(null=True)  # cloudpickle of the user's {name: fn(y_true, y_pred, y_prob)}
+    metric_directions = JSONField(null=True)  # {name: "maximize" | "minimize"} of the user's metrics
+    positive_class = JSONField(null=True)  # binary: the class whose precision / recall / F1 are recorded
 
     @staticmethod
     def make(
@@ -50,6 +57,10 @@ class Experiment(BaseModel):
         search: Any = None,
         name: str | None = None,
         description: str | None = None,
+        metrics: dict | None = None,
+        metric: str | None = None,
+        seed: int | None = None,
+        positive_class: Any = None,
     ) -> Queue:
         """Validate everything, then store the experiment, its grid, a Queue and one Job
         per combination x repeat x fold, in one transaction. Returns the Queue.
@@ -68,6 +79,14 @@ class Experiment(BaseModel):
         ``search``: None (every combination of the lists) or :class:`aiqc.search.Search`
         (random / Bayesian / GP sampling of ``aiqc.search.Int/Float/Categorical`` values,
         ``n_trials``, and an optional pruner that stops hopeless jobs early).
+
+        ``metrics``: the user's own metrics, ``{name: fn}`` or ``{name: (fn, 'minimize')}`` with
+        ``fn(y_true, y_pred, y_prob) -> float``, recorded on every split beside the built-in ones.
+        ``metric``: the queue's objective, what ``best_job()`` and the report rank by (default:
+        the search's metric, else accuracy or r2), on the search's split or validation.
+        ``seed``: every job's seed derives from it (drawn and stored when None), so the same
+        seed reproduces the grid. ``positive_class`` (binary): the class whose precision,
+        recall and F1 are recorded as ``*_positive`` (default: the second class in sorted order).
         """
         from aiqc.experiment import make_experiment
 
@@ -75,7 +94,8 @@ class Experiment(BaseModel):
             library=library, analysis_type=analysis_type, fn_build=fn_build, fn_train=fn_train,
             fn_lose=fn_lose, fn_optimize=fn_optimize, fn_predict=fn_predict, repeat_count=repeat_count,
             hyperparameters=hyperparameters, splitset_id=splitset_id, hide_test=hide_test,
-            search=search, name=name, description=description,
+            search=search, name=name, description=description, metrics=metrics, metric=metric, seed=seed,
+            positive_class=positive_class,
         )
 
     @staticmethod
@@ -97,6 +117,32 @@ class Experiment(BaseModel):
         from aiqc.search import Search
 
         return None if not self.search else Search(**self.search)
+
+    @property
+    def metric_set(self) -> MetricSet:
+        """The metrics its jobs record (the analysis type's and the user's own), their
+        directions, and the objective metric as the default."""
+        spec = self.analysis_type.spec
+        custom = {n: d == "minimize" for n, d in (self.metric_directions or {}).items()}
+        return spec.metric_set.extended(custom, default=self.objective_metric or spec.default_metric,
+                                        owner=f"experiment {self.id} ({self.analysis_type})")
+
+    @property
+    def objective(self) -> tuple[str, str]:
+        """(metric, split) that ranks this experiment's jobs when none is named."""
+        return self.metric_set.default, self.objective_split or "validation"
+
+    def positive_index(self) -> int:
+        """Binary: the index (in the model's output order) of the positive class; 1 by default."""
+        if self.positive_class is None:
+            return 1
+        return self.splitset.class_names().index(self.positive_class)
+
+    def load_metric_functions(self) -> dict[str, Any]:
+        """The user's own metrics, deserialised: ``{name: fn(y_true, y_pred, y_prob)}``."""
+        import cloudpickle
+
+        return {} if self.metric_functions is None else cloudpickle.loads(bytes(self.metric_functions))
 
     def hyperparameter_names(self) -> list[str]:
         """Every hyperparameter name of the experiment's combinations, in first-seen order."""

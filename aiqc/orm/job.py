@@ -36,7 +36,7 @@ class Queue(BaseModel):
         """Train every job not yet COMPLETE; returns a :class:`~aiqc.runner.RunSummary`.
 
         ``workers=1`` runs jobs one at a time in this process; ``workers=N`` starts N local
-        worker processes (spawned) that claim jobs from the database, so no job runs twice.
+        worker processes (``python -m aiqc.worker``) that claim jobs from the database, so no job runs twice.
         Calling it again after a crash or Ctrl-C finishes exactly the remaining jobs;
         FAILED jobs stay failed unless ``retry_failed=True``. ``threads`` caps each worker's TF/torch intra-op threads
         (default: CPU cores / workers).
@@ -58,6 +58,12 @@ class Queue(BaseModel):
         return self.jobs.where(Job.state.in_(JobState.finished())).count()
 
     @property
+    def objective(self) -> tuple[str, str]:
+        """(metric, split) that ranks the queue's jobs when none is named: the search's metric
+        and split, ``Experiment.make(metric=...)``, or accuracy / r2 on validation."""
+        return self.experiment.objective
+
+    @property
     def job_count(self) -> int:
         """Jobs the queue holds now."""
         return self.jobs.count()
@@ -72,9 +78,10 @@ class Queue(BaseModel):
         folds = experiment.splitset.fold_count or 1
         return int(search.n_trials) * experiment.repeat_count * folds
 
-    def best_params(self, metric: str | None = None, split: str = "validation") -> dict:
+    def best_params(self, metric: str | None = None, split: str | None = None) -> dict:
         """The hyperparameters of the best combination: its mean ``metric`` over repeats and
-        folds (COMPLETE jobs) is the best on ``split``."""
+        folds (COMPLETE jobs) is the best on ``split``. Both default to the queue's
+        :attr:`objective`."""
         from aiqc.results import best_params
 
         return best_params(self, metric, split)
@@ -95,8 +102,9 @@ class Queue(BaseModel):
 
         return metrics_aggregate(self, selected_metrics, stats)
 
-    def best_job(self, metric: str | None = None, split: str = "validation") -> "Job":
-        """The COMPLETE job with the best ``metric`` on ``split`` (lower is better for losses/errors)."""
+    def best_job(self, metric: str | None = None, split: str | None = None) -> "Job":
+        """The COMPLETE job with the best ``metric`` on ``split`` (default: the queue's
+        :attr:`objective`; lower is better for losses, errors and metrics to minimise)."""
         from aiqc.results import best_job
 
         return best_job(self, metric, split)
@@ -230,9 +238,10 @@ class Job(BaseModel):
 
         return history_to_pandas(self)
 
-    def predict(self, df: "pd.DataFrame") -> "pd.DataFrame":
-        """Predict raw rows (original columns) through the stored encoders and model;
-        returns ``prediction`` in the label's original values (+ class probabilities)."""
+    def predict(self, df: "pd.DataFrame | dict | list[dict]") -> "pd.DataFrame":
+        """Predict raw rows (a DataFrame, a dict for one row, or a list of dicts; excluded
+        columns such as an ID are ignored) through the stored encoders and model; returns
+        ``prediction`` in the label's original values (+ class probabilities)."""
         from aiqc.inference import predict
 
         return predict(self, df)

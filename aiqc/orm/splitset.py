@@ -183,7 +183,9 @@ class Splitset(BaseModel):
             names += encoder.output_columns
         passthrough = [c for c in self.feature.columns if c not in claimed]
         if passthrough:
-            blocks.append(frame[passthrough].to_numpy())
+            from aiqc.data.encode import passthrough_values  # bools as 0/1
+
+            blocks.append(passthrough_values(frame[passthrough]))
             names += passthrough
         values = blocks[0] if len(blocks) == 1 else np.hstack([b.astype(np.float64, copy=False) for b in blocks])
         return pd.DataFrame(values, columns=names, index=frame.index)

@@ -85,7 +85,7 @@ def plot_precision_recall(job: Any, split: str = "test") -> go.Figure:
 
 
 def plot_regression(job: Any, split: str = "test") -> go.Figure:
-    """Predicted against actual, and residuals against predicted."""
+    """Predicted against actual, and residuals against predicted, in the label's original units."""
     data = _data.regression_data(job, split)
     figure = _subplots(1, 2, ["predicted vs actual", "residuals"])
     low, high = min(data["actual"] + data["predicted"]), max(data["actual"] + data["predicted"])
@@ -93,9 +93,10 @@ def plot_regression(job: Any, split: str = "test") -> go.Figure:
     figure.add_trace(_go().Scatter(x=[low, high], y=[low, high], mode="lines", name="ideal",
                                    line=dict(dash="dash", color="grey")), row=1, col=1)
     figure.add_trace(_go().Scatter(x=data["predicted"], y=data["residuals"], mode="markers", name="residuals"), row=1, col=2)
-    figure.update_xaxes(title_text="actual", row=1, col=1)
-    figure.update_yaxes(title_text="predicted", row=1, col=1)
-    figure.update_xaxes(title_text="predicted", row=1, col=2)
+    label = data["label"]  # both panels are in the label's original units
+    figure.update_xaxes(title_text=f"actual {label}", row=1, col=1)
+    figure.update_yaxes(title_text=f"predicted {label}", row=1, col=1)
+    figure.update_xaxes(title_text=f"predicted {label}", row=1, col=2)
     figure.update_yaxes(title_text="actual - predicted", row=1, col=2)
     figure.update_layout(title=f"Regression: job {job.id}, {data['split']} split", template=TEMPLATE)
     return figure

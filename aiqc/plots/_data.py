@@ -35,11 +35,13 @@ def _require(job: Any, chart: JobChart) -> Analysis:
 
 
 def _truth(job: Any, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(true values, predictions, probabilities) of a split, true values from the encoded label."""
+    """(true values, predictions, probabilities) of a split, in the units they were measured
+    and stored in: class indices from the encoded label, or (regression) the raw label's
+    original values beside the stored original-unit predictions."""
     rows, predictions, probabilities = job.predictions(split)
     splitset = job.queue.experiment.splitset
-    labels = splitset.label_to_numpy(split, job.fold_index)
     analysis = _analysis(job)
+    labels = splitset.label_to_numpy(split, job.fold_index, encoded=not analysis.original_units)
     return analysis.truth(labels), analysis.prediction_values(predictions, len(rows)), probabilities
 
 
@@ -82,9 +84,11 @@ def _curves(job: Any, split: str, chart: JobChart) -> dict:
     y, _, probabilities = _truth(job, split)
     if probabilities is None:
         raise ChartNotApplicableError(f"job: expected stored probabilities; job {job.id} has none for {split!r}.")
-    names = [str(n) for n in job.queue.experiment.splitset.class_names()]
+    experiment = job.queue.experiment
+    names = [str(n) for n in experiment.splitset.class_names()]
+    positive = experiment.positive_index() if analysis.has_positive_class else None
     curves = []
-    for k, score in analysis.class_scores(probabilities):
+    for k, score in analysis.class_scores(probabilities, positive):
         name, truth = names[k], (y == k).astype(int)
         if truth.min() == truth.max():
             continue  # a class absent from the split has no curve
@@ -99,22 +103,24 @@ def _curves(job: Any, split: str, chart: JobChart) -> dict:
 
 
 def roc_curve_data(job: Any, split: str) -> dict:
-    """One curve for binary, one-vs-rest curves for multiclass; ``area`` is the AUC."""
+    """One curve for binary (the positive class's), one-vs-rest curves for multiclass; ``area``
+    is the AUC."""
     return _curves(job, split, JobChart.ROC_CURVE)
 
 
 def precision_recall_data(job: Any, split: str) -> dict:
-    """``area`` is the average precision."""
+    """As :func:`roc_curve_data`; ``area`` is the average precision (binary: the stored
+    ``average_precision``)."""
     return _curves(job, split, JobChart.PRECISION_RECALL)
 
 
 def regression_data(job: Any, split: str) -> dict:
-    """Actual values, predictions and residuals of ``split``."""
+    """Actual values, predictions and residuals of ``split``, in the label's original units."""
     _require(job, JobChart.PREDICTED_VS_ACTUAL)
     y, predictions, _ = _truth(job, split)
-    y, predictions = y.reshape(-1), predictions.reshape(-1)
-    return {"split": split, "actual": y.tolist(), "predicted": predictions.tolist(),
-            "residuals": (y - predictions).tolist()}
+    y, predictions = np.asarray(y, dtype=np.float64).reshape(-1), np.asarray(predictions, dtype=np.float64).reshape(-1)
+    return {"split": split, "label": str(job.queue.experiment.splitset.label.column), "actual": y.tolist(),
+            "predicted": predictions.tolist(), "residuals": (y - predictions).tolist()}
 
 
 def performance_data(queue: Any, metric: str | None, min_score: float | None = None,
@@ -122,7 +128,7 @@ def performance_data(queue: Any, metric: str | None, min_score: float | None = N
     """Every COMPLETE job's train score against its validation (else test) score."""
     from aiqc.results import metrics_to_pandas
 
-    metric = _analysis(queue).check_metric(metric)
+    metric = queue.experiment.metric_set.check(metric)
     for name, bound in (("min_score", min_score), ("max_score", max_score)):
         if bound is not None and not isinstance(bound, (int, float)):
             raise ValidationError.expected(name, "None or a number", bound)
@@ -151,7 +157,7 @@ def _scores(queue: Any, metric: str | None, split: str) -> tuple[str, Any]:
     """(metric, rows of COMPLETE jobs on ``split``) with the metric and split checked."""
     from aiqc.results import metrics_to_pandas
 
-    metric = _analysis(queue).check_metric(metric)
+    metric = queue.experiment.metric_set.check(metric)
     frame = metrics_to_pandas(queue, [metric], states=[JobState.COMPLETE])
     if split not in set(frame["split"]):
         raise ValidationError.expected("split", f"one of {sorted(set(frame['split']))!r}", split)
