@@ -315,7 +315,7 @@ def _warn_unfinished(queue: Queue, summary: RunSummary) -> None:
         last_line = (first.error or "").strip().splitlines()[-1:] if first is not None else []
         warnings.warn(f"aiqc: queue {queue.id}: {summary.failed} job(s) {JobState.FAILED}"
                       + (f"; job {first.id}: {last_line[0]}" if last_line else "")
-                      + f". See job.error or `aiqc show job ID`; run_jobs(retry_failed=True) retries them.",
+                      + ". See job.error or `aiqc show job ID`; run_jobs(retry_failed=True) retries them.",
                       RuntimeWarning, stacklevel=4)
     if summary.interrupted:
         warnings.warn(f"aiqc: queue {queue.id}: interrupted with {summary.queued} job(s) {JobState.QUEUED}; "
