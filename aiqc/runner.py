@@ -314,7 +314,7 @@ def _warn_unfinished(queue: Queue, summary: RunSummary) -> None:
         first = queue.jobs.where(Job.state == JobState.FAILED).order_by(Job.id).first()
         last_line = (first.error or "").strip().splitlines()[-1:] if first is not None else []
         warnings.warn(f"aiqc: queue {queue.id}: {summary.failed} job(s) {JobState.FAILED}"
-                      + (f"; job {first.id}: {last_line[0]}" if last_line else "")
+                      + (f"; job {first.id}: {last_line[0].rstrip('.')}" if last_line else "")
                       + ". See job.error or `aiqc show job ID`; run_jobs(retry_failed=True) retries them.",
                       RuntimeWarning, stacklevel=4)
     if summary.interrupted:
