@@ -121,3 +121,19 @@ def torch_train_lr(model, loser, optimizer, samples_train, samples_evaluate, **h
 
     return aiqc.torch_fit(model, loser, optimizer, samples_train, samples_evaluate,
                           epoch_count=hp["epoch_count"], batch_size=hp["batch_size"])
+
+
+def analysis_splitsets() -> dict[str, int]:
+    """One splitset id per analysis type: iris (multiclass, one-hot label), diabetes
+    (regression, 3 quantile bins) and breast cancer (binary, one ordinal column)."""
+    import aiqc
+    from aiqc import datum
+    from sklearn.preprocessing import OrdinalEncoder
+
+    iris = reference_make(datum.to_pandas("iris.tsv"))
+    diabetes = aiqc.Pipeline.Tabular.make(df_or_path=datum.to_pandas("diabetes.csv"), label_column="progression",
+                                          feature_cols_excluded="progression", bin_count=3, size_validation=0.1)
+    cancer = aiqc.Pipeline.Tabular.make(df_or_path=datum.to_pandas("breast_cancer.csv"), label_column="diagnosis",
+                                        label_encoder=dict(sklearn_preprocess=OrdinalEncoder()),
+                                        feature_cols_excluded="diagnosis", size_validation=0.1)
+    return {"classification_multi": iris.id, "regression": diabetes.id, "classification_binary": cancer.id}

@@ -17,16 +17,9 @@ from fns import reference_make
 def splitsets(db, monkeypatch):
     """(iris multiclass, diabetes regression, breast cancer binary) splitsets; libraries
     count as installed so that each case reaches its own check."""
-    from sklearn.preprocessing import OrdinalEncoder
-
     monkeypatch.setattr(Backend, "check_installed", lambda self: None)
-    iris = reference_make(datum.to_pandas("iris.tsv"))
-    diabetes = aiqc.Pipeline.Tabular.make(df_or_path=datum.to_pandas("diabetes.csv"), label_column="progression",
-                                          feature_cols_excluded="progression", bin_count=3, size_validation=0.1)
-    cancer = aiqc.Pipeline.Tabular.make(df_or_path=datum.to_pandas("breast_cancer.csv"), label_column="diagnosis",
-                                        label_encoder=dict(sklearn_preprocess=OrdinalEncoder()),
-                                        feature_cols_excluded="diagnosis", size_validation=0.1)
-    return {"multi": iris.id, "regression": diabetes.id, "binary": cancer.id}
+    ids = fns.analysis_splitsets()
+    return {"multi": ids["classification_multi"], "regression": ids["regression"], "binary": ids["classification_binary"]}
 
 
 def _call(splitsets, **changes):

@@ -9,14 +9,12 @@ import textwrap
 import pytest
 
 import aiqc
-from aiqc import datum
 from aiqc.backends import Backend, get_backend
 from aiqc.exceptions import ValidationError
 from aiqc.functions import check_grid_keys, hyperparameter_reads
 from aiqc.orm import Hyperparamset
 
 import fns
-from fns import reference_make
 
 GRID = {"neuron_count": [4], "batch_size": [3], "epoch_count": [1]}
 
@@ -24,16 +22,8 @@ GRID = {"neuron_count": [4], "batch_size": [3], "epoch_count": [1]}
 @pytest.fixture
 def splitsets(db, monkeypatch):
     """(iris multiclass with one-hot labels, diabetes regression, breast cancer binary in one column)."""
-    from sklearn.preprocessing import OrdinalEncoder
-
     monkeypatch.setattr(Backend, "check_installed", lambda self: None)  # checks before the model need no library
-    iris = reference_make(datum.to_pandas("iris.tsv"))
-    diabetes = aiqc.Pipeline.Tabular.make(df_or_path=datum.to_pandas("diabetes.csv"), label_column="progression",
-                                          feature_cols_excluded="progression", bin_count=3, size_validation=0.1)
-    cancer = aiqc.Pipeline.Tabular.make(df_or_path=datum.to_pandas("breast_cancer.csv"), label_column="diagnosis",
-                                        label_encoder=dict(sklearn_preprocess=OrdinalEncoder()),
-                                        feature_cols_excluded="diagnosis", size_validation=0.1)
-    return {"classification_multi": iris.id, "regression": diabetes.id, "classification_binary": cancer.id}
+    return fns.analysis_splitsets()
 
 
 @pytest.fixture
