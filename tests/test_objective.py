@@ -163,3 +163,36 @@ def test_a_custom_metric_drives_a_search_and_is_recorded(splitset):
     # the custom metric is 1 - accuracy on every split of every job
     assert (frame["misclassified"] - (1 - frame["accuracy"])).abs().max() < 1e-12
     assert queue.best_job().id == _hand_best(queue, "misclassified", "validation", lower=True)
+
+
+def test_yaml_metrics_objective_and_seed_round_trip(db, tmp_path):
+    pytest.importorskip("torch")
+    import shutil
+
+    import yaml
+
+    examples = fns.__file__.replace("tests/fns.py", "examples")
+    shutil.copy(f"{examples}/models.py", tmp_path / "models.py")
+    (tmp_path / "scores.py").write_text(
+        "def misclassified(y_true, y_pred, y_prob):\n    return float((y_true != y_pred).mean())\n")
+    spec = yaml.safe_load(open(f"{examples}/iris.yaml"))
+    spec["experiment"].update(metrics={"misclassified": {"fn": "scores:misclassified", "direction": "minimize"}},
+                              metric="misclassified", seed=3, hyperparameters={"neuron_count": [4], "batch_size": 8,
+                                                                               "epoch_count": 2})
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    queue = aiqc.Experiment.from_config(tmp_path / "spec.yaml")
+    experiment = queue.experiment
+    assert queue.objective == ("misclassified", "validation") and experiment.seed == 3
+    assert experiment.metric_directions == {"misclassified": "minimize"}
+    assert experiment.hyperparameters["batch_size"] == [8]  # one value is one fixed value
+    queue.run_jobs(progress=False)
+    assert "misclassified" in queue.metrics_to_pandas().columns
+    assert queue.plot_performance("misclassified").layout.title.text.endswith("misclassified")  # charts take it too
+
+    exported = queue.to_config(tmp_path / "again.yaml")
+    again = yaml.safe_load(exported.read_text())["experiment"]
+    assert again["metric"] == "misclassified" and again["seed"] == 3
+    assert again["metrics"] == {"misclassified": {"fn": "again_models:misclassified", "direction": "minimize"}}
+    rebuilt = aiqc.Experiment.from_config(exported)
+    assert rebuilt.objective == queue.objective and rebuilt.experiment.seed == 3
+    assert [j.seed for j in rebuilt.jobs] == [j.seed for j in queue.jobs]
