@@ -19,7 +19,7 @@ import numpy as np
 
 from aiqc import caches
 from aiqc import metrics as measuring
-from aiqc.exceptions import JobPruned, NonFiniteError, UserFunctionError
+from aiqc.exceptions import JobPruned, NonFiniteError, UserFunctionError, _show
 
 if TYPE_CHECKING:
     from aiqc.analysis import AnalysisType
@@ -278,13 +278,8 @@ def _custom_metrics(custom: dict[str, Any], split: str, y_true: np.ndarray, pred
         if value is None:
             raise UserFunctionError(
                 f"metrics[{name!r}]: expected a real number (a float; NaN where undefined) on the {split} split; "
-                f"received {_short(returned)}."
+                f"received {_show(returned)}."
             )
         out[name] = value
     return out
 
-
-def _short(value: Any) -> str:
-    """A value for a message: its repr (cut at 80 characters) and its type."""
-    text = repr(value)
-    return f"{text[:77] + '...' if len(text) > 80 else text} (type {type(value).__name__})"
