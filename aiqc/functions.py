@@ -262,24 +262,68 @@ def source_text(fn: Any) -> str | None:
         return None
 
 
-def dumps(functions: dict[str, Any]) -> bytes:
-    """Serialise by value, so a worker started from another terminal (that cannot import
-    the user's notebook or script) can still run them."""
+def user_objects(value: Any) -> list[Any]:
+    """The classes and functions of the user's own modules that ``value`` refers to (its
+    class, a Pipeline step's class, a FunctionTransformer's function, ...), in the order
+    pickling meets them, ``__main__``'s (a script's, a notebook's) included; those of installed
+    packages, of aiqc and of the standard library are left out."""
+    import inspect
+    import pickle
+
     import cloudpickle
 
-    modules = {getattr(fn, "__module__", None) for fn in functions.values() if fn is not None}
+    found: dict[int, Any] = {}
+
+    def is_users(candidate: Any) -> bool:
+        name = getattr(candidate, "__module__", None) or ""
+        module = sys.modules.get(name)
+        if name == "__main__":
+            return module is not None
+        return (module is not None and getattr(module, "__file__", None) is not None
+                and name.split(".")[0] not in sys.stdlib_module_names and not _is_installed(module))
+
+    class Scanner(cloudpickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            for candidate in (obj, type(obj)):
+                if (inspect.isclass(candidate) or inspect.isfunction(candidate)) and id(candidate) not in found \
+                        and is_users(candidate):
+                    found[id(candidate)] = candidate
+            return super().reducer_override(obj)
+
+    class Discard:
+        def write(self, data: bytes) -> int:
+            return len(data)
+
+    Scanner(Discard(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return list(found.values())
+
+
+def dumps_by_value(value: Any) -> bytes:
+    """cloudpickle ``value`` with the user's own modules (those :func:`user_objects` finds)
+    pickled by value, so a process that cannot import them (a worker in another directory,
+    another machine) can still load it; installed packages stay by reference."""
+    import pickle
+
+    import cloudpickle
+
     registered = []
-    for module_name in modules:
-        module = sys.modules.get(module_name or "")
-        if module is None or module_name == "__main__" or _is_installed(module):
+    already = cloudpickle.list_registry_pickle_by_value()  # the user's own registrations stay
+    for module in {sys.modules[o.__module__] for o in user_objects(value)}:
+        if module.__name__ in already or module.__name__ == "__main__":  # __main__: by value anyway
             continue
         cloudpickle.register_pickle_by_value(module)
         registered.append(module)
     try:
-        return cloudpickle.dumps(functions)
+        return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
         for module in registered:
             cloudpickle.unregister_pickle_by_value(module)
+
+
+def dumps(functions: dict[str, Any]) -> bytes:
+    """Serialise the user's functions by value, so a worker started from another terminal
+    (that cannot import the user's notebook or script) can still run them."""
+    return dumps_by_value(functions)
 
 
 def _is_installed(module: Any) -> bool:

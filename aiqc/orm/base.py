@@ -94,61 +94,17 @@ class PickleField(pw.BlobField):
         """The object, pickled with the user's own modules by value (None stays NULL)."""
         if value is None:
             return None
-        import sys
+        from aiqc.functions import dumps_by_value
 
-        import cloudpickle
-
-        registered = []
-        already = cloudpickle.list_registry_pickle_by_value()  # the user's own registrations stay
-        for module in {sys.modules[o.__module__] for o in self.user_objects(value)}:
-            if module.__name__ in already or module.__name__ == "__main__":  # __main__: by value anyway
-                continue
-            cloudpickle.register_pickle_by_value(module)
-            registered.append(module)
-        try:
-            blob = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        finally:
-            for module in registered:
-                cloudpickle.unregister_pickle_by_value(module)
-        return super().db_value(blob)
+        return super().db_value(dumps_by_value(value))
 
     @staticmethod
     def user_objects(value: Any) -> list[Any]:
-        """The classes and functions of the user's own modules that ``value`` refers to (its
-        class, a Pipeline step's class, a FunctionTransformer's function, ...), in the order
-        pickling meets them, ``__main__``'s (a script's, a notebook's) included; those of installed
-        packages, of aiqc and of the standard library are left out."""
-        import inspect
-        import sys
+        """The classes and functions of the user's own modules that ``value`` refers to
+        (see :func:`aiqc.functions.user_objects`)."""
+        from aiqc.functions import user_objects
 
-        import cloudpickle
-
-        from aiqc.functions import _is_installed
-
-        found: dict[int, Any] = {}
-
-        def is_users(candidate: Any) -> bool:
-            name = getattr(candidate, "__module__", None) or ""
-            module = sys.modules.get(name)
-            if name == "__main__":
-                return module is not None
-            return (module is not None and getattr(module, "__file__", None) is not None
-                    and name.split(".")[0] not in sys.stdlib_module_names and not _is_installed(module))
-
-        class Scanner(cloudpickle.Pickler):
-            def reducer_override(self, obj: Any) -> Any:
-                for candidate in (obj, type(obj)):
-                    if (inspect.isclass(candidate) or inspect.isfunction(candidate)) and id(candidate) not in found \
-                            and is_users(candidate):
-                        found[id(candidate)] = candidate
-                return super().reducer_override(obj)
-
-        class Discard:
-            def write(self, data: bytes) -> int:
-                return len(data)
-
-        Scanner(Discard(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
-        return list(found.values())
+        return user_objects(value)
 
     def python_value(self, value: Any) -> Any:
         """The stored bytes, unpickled (NULL: None)."""
