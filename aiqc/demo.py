@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     out(f"best job   id={best.id} {best.hyperparameters} (by {split} {metric})\n")
     metrics = best.metrics()
     names = list(next(iter(metrics.values())))
-    out("           " + "".join(f"{n:>11}" for n in names) + "\n")
+    widths = {n: max(11, len(n) + 2) for n in names}
+    out("           " + "".join(f"{n:>{widths[n]}}" for n in names) + "\n")
     for split, values in metrics.items():
-        out(f"{split:>11}" + "".join(f"{values[n]:>11.4f}" for n in names) + "\n")
+        out(f"{split:>11}" + "".join(f"{values[n]:>{widths[n]}.4f}" for n in names) + "\n")
     report = queue.report(Path(args.report))
     out(f"report     {report}\n")
     return 0 if summary.failed == 0 else 1
