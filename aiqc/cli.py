@@ -1,6 +1,6 @@
 """The ``aiqc`` command line.
 
-    aiqc run CONFIG.yaml [key=value +key=value ~key ...] [-m] [--output-dir DIR]
+    aiqc run CONFIG.yaml [key=value +key=value ~key ...] [-m] [--output-dir DIR] [--allow-module M ...]
     aiqc run CONFIG.yaml --help          # the config's keys and their current values
     aiqc demo | list | show queue ID | show job ID | best QUEUE [--metric M]
     aiqc report QUEUE PATH | worker --queue ID | db path | db upgrade
@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-m", "--multirun", action="store_true",
                      help="sweep: experiment.hyperparameters.NAME=a,b becomes one queue over those values")
     run.add_argument("--output-dir", help="where to write the resolved config, log, metrics and report")
+    run.add_argument("--allow-module", action="append", default=[], metavar="MODULE",
+                     help="let the spec name classes/functions of MODULE (beyond sklearn.* and the spec's folder)")
     run.add_argument("-h", "--help", action="store_true", help="show the config's keys and values")
 
     commands.add_parser("demo", help="a small experiment on the bundled iris data")
@@ -68,10 +70,10 @@ def _options_first(argv: list[str]) -> list[str]:
         token = rest[index]
         if token in ("-m", "--multirun", "-h", "--help"):
             options.append(token)
-        elif token == "--output-dir" and index + 1 < len(rest):
+        elif token in ("--output-dir", "--allow-module") and index + 1 < len(rest):
             options += [token, rest[index + 1]]
             index += 1
-        elif token.startswith("--output-dir="):
+        elif token.startswith(("--output-dir=", "--allow-module=")):
             options.append(token)
         else:
             positionals.append(token)
@@ -92,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (AIQCError, ValueError, LookupError) as error:
-        if args.debug:
+    except Exception as caught:  # noqa: BLE001 - re-raised below unless bad input or a database fault
+        from aiqc.database import translate
+
+        error = translate(caught) or caught  # a raw peewee/sqlite3 fault as its DatabaseError
+        if args.debug or not isinstance(error, (AIQCError, ValueError, LookupError)):
             raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         sys.stderr.write(f"aiqc: error: {message}\n")
@@ -119,14 +124,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = specs.load(args.config, args.overrides, multirun=args.multirun)
     if args.help:
-        _out(f"usage: aiqc run {args.config} [key=value ...] [-m] [--output-dir DIR]\n\nkeys of {args.config}:")
+        _out(f"usage: aiqc run {args.config} [key=value ...] [-m] [--output-dir DIR] [--allow-module MODULE ...]\n\n"
+             f"keys of {args.config}:")
         for key, value in specs.flatten(config):
             _out(f"  {key} = {value!r}")
+        if "allow_modules" not in config:
+            _out("  (+allow_modules=[MODULE, ...] lets it name code beyond sklearn.* and its own folder)")
         return 0
     resolved = specs.to_dict(config)
     specs.check_structure(resolved)
+    prepared = specs.prepare(resolved, Path(args.config).resolve().parent,
+                             specs.allow_list(args.allow_module, "--allow-module"))
     path = _setup(args, resolved.get("db"))
-    queue = specs.build(resolved, base=Path(args.config).resolve().parent)
+    queue = specs.store(prepared)
 
     now = dt.datetime.now()
     output = Path(args.output_dir or resolved.get("output_dir") or Path("outputs") / now.strftime("%Y-%m-%d") /

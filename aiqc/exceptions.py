@@ -9,7 +9,15 @@ exactly as it was.
     ├── ValidationError (ValueError)        a bad argument; nothing was written
     ├── ChartNotApplicableError (ValueError) a chart that does not apply to this job or queue
     ├── MissingExtraError (ImportError)     an optional dependency is not installed
-    ├── DatabaseError                        the database cannot be opened or is too new
+    ├── DatabaseError                        the database cannot be opened, read or written
+    │   ├── DatabaseReadOnlyError            the file (or its folder) cannot be written
+    │   ├── DatabaseFullError                the disk (or a size limit) has no room left
+    │   ├── DatabaseLockedError              another connection held a lock past the busy timeout
+    │   ├── DatabaseCorruptError             not a SQLite database, or a damaged one
+    │   ├── DatabaseGoneError                the file was deleted or replaced while open
+    │   ├── SchemaTooOldError                a required column is missing that no migration adds
+    │   ├── SchemaTooNewError                written by a newer aiqc
+    │   └── IntegrityError                   a stored pickle does not match the sha256 recorded with it
     ├── NotFoundError (LookupError)          no record with that id
     ├── UserFunctionError                    a user function returned something unusable
     ├── NonFiniteError                       a model's loss, predictions or probabilities are NaN/inf
@@ -25,6 +33,14 @@ __all__ = [
     "ValidationError",
     "MissingExtraError",
     "DatabaseError",
+    "DatabaseReadOnlyError",
+    "DatabaseFullError",
+    "DatabaseLockedError",
+    "DatabaseCorruptError",
+    "DatabaseGoneError",
+    "SchemaTooOldError",
+    "SchemaTooNewError",
+    "IntegrityError",
     "NotFoundError",
     "ChartNotApplicableError",
     "UserFunctionError",
@@ -54,6 +70,44 @@ class MissingExtraError(AIQCError, ImportError):
 
 class DatabaseError(AIQCError):
     """The database cannot be opened, or was written by an incompatible aiqc."""
+
+
+class DatabaseReadOnlyError(DatabaseError):
+    """The database file, or the folder that holds it, cannot be written by this process (or it
+    was opened with ``aiqc.setup(db, read_only=True)``)."""
+
+
+class DatabaseFullError(DatabaseError):
+    """A write failed because the disk (or SQLite's ``max_page_count``) has no room left; the
+    write was rolled back, and a job being recorded went back to the queue."""
+
+
+class DatabaseLockedError(DatabaseError):
+    """Another connection held a lock on the database for longer than the busy timeout."""
+
+
+class DatabaseCorruptError(DatabaseError):
+    """The file is not a SQLite database, or its contents are damaged."""
+
+
+class DatabaseGoneError(DatabaseError):
+    """The database file was deleted, replaced or truncated while this process had it open:
+    what this process wrote since went to a file nobody can open again."""
+
+
+class SchemaTooOldError(DatabaseError):
+    """The file lacks a required column that no migration of this aiqc adds."""
+
+
+class SchemaTooNewError(DatabaseError):
+    """The file was written by a newer aiqc (a higher schema version)."""
+
+
+class IntegrityError(DatabaseError):
+    """A stored pickle (a fitted encoder, the user's functions) no longer matches the sha256
+    recorded with it when it was written: the database may be corrupt or tampered with, so it
+    is not unpickled. The check catches corruption and casual edits, not a crafted database
+    (whoever writes the payload can write its digest too)."""
 
 
 class NotFoundError(AIQCError, LookupError):

@@ -6,15 +6,21 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import numbers
 import os
 import secrets
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from aiqc.analysis import AnalysisType
 from aiqc.exceptions import ValidationError
 
 logger = logging.getLogger(__name__)
+
+#: jobs an ``Experiment.make`` stores at most unless ``max_jobs=`` says otherwise (None: no bound)
+DEFAULT_MAX_JOBS = 100_000
+#: jobs (and their combinations) written per ``insert_many``: what a make holds in memory at once
+BATCH_JOBS = 1_000
 
 
 def check_hyperparameters(hyperparameters: Any, sampled: bool) -> dict[str, Any]:
@@ -53,11 +59,58 @@ def check_hyperparameters(hyperparameters: Any, sampled: bool) -> dict[str, Any]
     return checked
 
 
-def expand_grid(hyperparameters: Any) -> list[dict[str, Any]]:
-    """Every combination of a ``{name: [values]}`` grid, in a stable order."""
+def expand_grid(hyperparameters: Any) -> Iterator[dict[str, Any]]:
+    """Every combination of a ``{name: [values]}`` grid, in a stable order, generated lazily
+    (one at a time: memory does not grow with the grid)."""
     grid = check_hyperparameters(hyperparameters, sampled=False)
     names = list(grid)
-    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+    return (dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names)))
+
+
+def check_max_jobs(max_jobs: Any) -> int | None:
+    """``max_jobs`` as an int >= 1, or None (no bound)."""
+    if max_jobs is None:
+        return None
+    if isinstance(max_jobs, bool) or not isinstance(max_jobs, numbers.Integral) or max_jobs < 1:
+        raise ValidationError.expected("max_jobs", "None (no bound) or an integer >= 1", max_jobs)
+    return int(max_jobs)
+
+
+def _powers(sizes: list[int]) -> str:
+    """``[10, 10, 3]`` -> ``'10^2 x 3'``: a grid's list lengths as a product (lists of one value left out)."""
+    counts: dict[int, int] = {}
+    for size in sizes:
+        if size > 1:
+            counts[size] = counts.get(size, 0) + 1
+    return " x ".join(f"{size:,}^{count}" if count > 1 else f"{size:,}" for size, count in counts.items()) or "1"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def check_job_count(grid: dict[str, Any], search: Any, repeat_count: int, fold_count: int,
+                    max_jobs: int | None) -> int:
+    """The jobs a make will store (combinations, or a sampled search's ``n_trials``, x repeats
+    x folds), computed from the sizes alone before anything is expanded; a ValidationError
+    when more than ``max_jobs`` (None: no bound)."""
+    if search is not None and search.samples:
+        parameter, trials = "search.n_trials", int(search.n_trials)
+        factor = f"n_trials={trials:,}"
+        advice = "Lower search.n_trials, or pass max_jobs=... (None: no bound)."
+    else:
+        parameter, trials = "hyperparameters", math.prod(len(values) for values in grid.values())
+        shown = _powers([len(values) for values in grid.values()])
+        factor = f"{shown} combination{'' if trials == 1 else 's'}"
+        advice = ("Narrow the grid, use search=Search('random', n_trials=...), or pass max_jobs=... "
+                  "(None: no bound).")
+    count = trials * repeat_count * fold_count
+    if max_jobs is not None and count > max_jobs:
+        raise ValidationError(
+            f"{parameter}: expected at most max_jobs={max_jobs:,} jobs; received {factor} x "
+            f"{_plural(repeat_count, 'repeat')} x {_plural(fold_count, 'fold')} = {count:,}. {advice}"
+        )
+    return count
 
 
 def check_seed(seed: Any, parameter: str = "seed") -> int:
@@ -126,9 +179,12 @@ def check_evaluation_splits(search: Any, splitset: Any, hide_test: bool) -> None
 def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train: Any, fn_lose: Any,
                     fn_optimize: Any, fn_predict: Any, repeat_count: Any, hyperparameters: Any, splitset_id: Any,
                     hide_test: Any, search: Any = None, name: Any = None, description: Any = None,
-                    metrics: Any = None, metric: Any = None, seed: Any = None, positive_class: Any = None) -> Any:
+                    metrics: Any = None, metric: Any = None, seed: Any = None, positive_class: Any = None,
+                    max_jobs: Any = DEFAULT_MAX_JOBS) -> Any:
     """Validate every argument of ``Experiment.make`` (see there), then store the experiment,
-    its combinations, a Queue and its Jobs in one transaction; return the Queue."""
+    its combinations, a Queue and its Jobs in one transaction; return the Queue. The job
+    count is computed from the grid's sizes (nothing expanded) and bounded by ``max_jobs``;
+    combinations are generated lazily and written in batches of :data:`BATCH_JOBS` jobs."""
     from aiqc import functions
     from aiqc import metrics as measuring
     from aiqc import search as searching
@@ -143,6 +199,7 @@ def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train
     backend.check_installed()
     if isinstance(repeat_count, bool) or not isinstance(repeat_count, numbers.Integral) or repeat_count < 1:
         raise ValidationError.expected("repeat_count", "an integer >= 1", repeat_count)
+    max_jobs = check_max_jobs(max_jobs)
     if not isinstance(hide_test, bool):
         raise ValidationError.expected("hide_test", "True or False", hide_test)
     for key, value in (("name", name), ("description", description)):
@@ -153,7 +210,6 @@ def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train
     grid = check_hyperparameters(hyperparameters, sampled)
     custom = measuring.parse_custom(metrics, reserved=analysis.spec.metrics)
     metric_set = analysis.spec.metric_set.extended({n: lower for n, (_, lower) in custom.items()})
-    combinations = [] if sampled else expand_grid(grid)
     names = list(grid)
     user_functions = dict(fn_build=fn_build, fn_train=fn_train, fn_lose=fn_lose, fn_optimize=fn_optimize,
                           fn_predict=fn_predict)
@@ -171,12 +227,13 @@ def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train
         search, metric, seed, metric_set, any(searching.is_distribution(v) for v in grid.values()),
         default_split(splitset, hide_test))
     check_evaluation_splits(search, splitset, hide_test)
-    check_model_output(backend, analysis, splitset, fn_build, combinations[0] if combinations else first_sample(grid),
+    folds = list(splitset.folds.order_by(Fold.fold_index)) or [None]
+    job_count = check_job_count(grid, search, int(repeat_count), len(folds), max_jobs)  # before expanding anything
+    check_model_output(backend, analysis, splitset, fn_build, first_sample(grid),  # = the grid's first combination
                        check_width=fn_predict is None)  # fn_build once; its output width against the label
     blob = functions.dumps(user_functions)
     sources = {k: functions.source_text(v) for k, v in user_functions.items() if v is not None}
     sources.update({f"metrics.{n}": functions.source_text(fn) for n, (fn, _) in custom.items()})
-    folds = list(splitset.folds.order_by(Fold.fold_index)) or [None]
 
     with database.atomic():
         experiment = Experiment.create(
@@ -189,27 +246,75 @@ def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train
             positive_class=positive_class,
         )
         queue = Queue.create(experiment=experiment)
-        for index, combination in enumerate(combinations):
-            add_trial(experiment, queue, index, combination, seed)
-    logger.info("queue %s: %s", queue.id, f"{len(combinations)} combinations x {repeat_count} repeats x "
-                f"{len(folds)} fold(s)" if not sampled else f"{search.strategy} search of {search.n_trials} trials")
+        if not sampled:  # a sampled search adds its trials one by one as workers claim jobs
+            write_trials(experiment, queue, 0, expand_grid(grid), seed, folds)
+    logger.info("queue %s: %s", queue.id, f"{job_count:,} jobs ({job_count // (int(repeat_count) * len(folds)):,} "
+                f"combinations x {repeat_count} repeats x {len(folds)} fold(s))" if not sampled
+                else f"{search.strategy} search of {search.n_trials} trials")
     return queue
 
 
 def add_trial(experiment: Any, queue: Any, index: int, combination: dict, seed: int | None) -> Any:
-    """A Hyperparamset and its jobs (one per repeat x fold), QUEUED."""
-    from aiqc.orm import Fold, Hyperparamset, Job
-    from aiqc.search import job_seed
+    """A Hyperparamset and its jobs (one per repeat x fold), QUEUED: one trial of a sampled search."""
+    from aiqc.orm import Fold, Hyperparamset
 
-    hyperparamset = Hyperparamset.create(experiment=experiment, index=index, hyperparameters=combination)
     folds = list(experiment.splitset.folds.order_by(Fold.fold_index)) or [None]
-    rows = [dict(queue=queue, hyperparamset=hyperparamset, fold=fold, repeat_index=repeat,
-                 seed=secrets.randbelow(2**31 - 1) if seed is None
-                 else job_seed(seed, index, repeat, 0 if fold is None else fold.fold_index))
-            for repeat in range(experiment.repeat_count) for fold in folds]
-    for start in range(0, len(rows), 500):
-        Job.insert_many(rows[start:start + 500]).execute()
-    return hyperparamset
+    (hyperparamset_id,) = _write_batch(experiment, queue, index, [combination], seed, folds)
+    return Hyperparamset(id=hyperparamset_id, experiment=experiment, index=index, hyperparameters=combination)
+
+
+def write_trials(experiment: Any, queue: Any, start: int, combinations: Iterable[dict[str, Any]],
+                 seed: int | None, folds: list[Any]) -> int:
+    """Hyperparamsets numbered ``start``, ``start + 1``, ... and their jobs (repeat x fold each,
+    QUEUED), written with ``insert_many`` about :data:`BATCH_JOBS` jobs at a time: ``combinations``
+    is consumed lazily, so memory is that of one batch whatever the grid. Runs in the caller's
+    transaction. Returns the number of combinations written."""
+    per_batch = max(1, BATCH_JOBS // (experiment.repeat_count * len(folds)))
+    combinations = iter(combinations)
+    index = start
+    while batch := list(itertools.islice(combinations, per_batch)):
+        _write_batch(experiment, queue, index, batch, seed, folds)
+        index += len(batch)
+    return index - start
+
+
+def _write_batch(experiment: Any, queue: Any, start: int, batch: list[dict[str, Any]], seed: int | None,
+                 folds: list[Any]) -> list[int]:
+    """Insert ``batch`` as Hyperparamsets ``start``.. and their jobs; return the Hyperparamset ids."""
+    from aiqc.orm import Hyperparamset, Job
+    from aiqc.search import job_seed
+    from aiqc.states import JobState
+
+    to_json = Hyperparamset.hyperparameters.db_value
+    _insert_rows(Hyperparamset, [Hyperparamset.experiment, Hyperparamset.index, Hyperparamset.hyperparameters],
+                 [(experiment.id, index, to_json(combination)) for index, combination in enumerate(batch, start)])
+    stop = start + len(batch) - 1
+    ids = dict(Hyperparamset.select(Hyperparamset.index, Hyperparamset.id)
+               .where((Hyperparamset.experiment == experiment.id) & Hyperparamset.index.between(start, stop))
+               .tuples())
+    hyperparamset_ids = [ids[index] for index in range(start, stop + 1)]
+    fold_keys = [(None, 0) if fold is None else (fold.id, fold.fold_index) for fold in folds]
+    queued = Job.state.db_value(JobState.QUEUED)
+    rows = [(queue.id, hyperparamset_id, fold_id, repeat,
+             secrets.randbelow(2**31 - 1) if seed is None else job_seed(seed, index, repeat, fold_index), queued, 0)
+            for index, hyperparamset_id in enumerate(hyperparamset_ids, start)
+            for repeat in range(experiment.repeat_count) for fold_id, fold_index in fold_keys]
+    _insert_rows(Job, [Job.queue, Job.hyperparamset, Job.fold, Job.repeat_index, Job.seed, Job.state, Job.attempts],
+                 rows)
+    return hyperparamset_ids
+
+
+def _insert_rows(model: Any, fields: list[Any], rows: list[tuple]) -> None:
+    """``rows`` (database values, in ``fields`` order) inserted with one prepared statement
+    (``executemany``) in the caller's transaction: peewee writes the SQL once, not per row
+    (which is most of an ``insert_many``'s time at 100,000 rows), with the model's defaults
+    for the other columns (``created_at``: one time per call) appended to each row."""
+    if not rows:
+        return
+    # INSERT INTO "t" ("a", ..., "created_at") VALUES (?, ...): the given fields first, then the defaults
+    sql, template = model.insert_many([(None,) * len(fields)], fields=fields).sql()
+    defaults = tuple(template[len(fields):])
+    model._meta.database.cursor().executemany(sql, [row + defaults for row in rows] if defaults else rows)
 
 
 def first_sample(grid: dict[str, Any]) -> dict[str, Any]:

@@ -85,7 +85,20 @@ def _cast(series: "pd.Series", column: str, stored_name: str) -> "pd.Series":
                 if len(fractional):  # astype would truncate them silently
                     raise ValidationError(f"df[{column!r}]: expected integers as in the training data; received "
                                           f"{fractional.iloc[:3].tolist()!r}.")
-            series = series.astype(stored)
+            if pd.api.types.is_integer_dtype(stored):  # astype wraps (1e30) or overflows (2**70) out of range
+                import numpy as np
+
+                info = np.iinfo(getattr(stored, "numpy_dtype", stored))  # Int64 -> int64
+                numbers = pd.to_numeric(series, errors="coerce")
+                outside = series[(numbers < info.min) | (numbers > info.max)]
+                if len(outside):
+                    raise ValidationError(f"df[{column!r}]: expected integers of dtype {stored_name} (between "
+                                          f"{info.min} and {info.max}) as in the training data; received "
+                                          f"{outside.iloc[:3].tolist()!r}.")
+            try:
+                series = series.astype(stored)
+            except (ValueError, TypeError, OverflowError) as error:
+                raise wrong from error
         return series
     if pd.api.types.is_bool_dtype(stored):
         if pd.api.types.is_bool_dtype(received):

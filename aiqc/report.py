@@ -91,6 +91,8 @@ def write_report(queue: Any, path: str | Path) -> Path:
     """Write the queue's report to ``path`` (.html); returns the absolute path."""
     import plotly.offline
 
+    if not isinstance(path, str) and not hasattr(path, "__fspath__"):
+        raise ValidationError.expected("path", "a file path ending in .html", path)
     path = Path(path).expanduser()
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValidationError.expected("path", "a file path ending in .html", str(path))

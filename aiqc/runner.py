@@ -10,6 +10,12 @@ worker, in one transaction, so a job is COMPLETE exactly once.
 caller's script is never re-imported, so no ``if __name__ == "__main__":`` guard is needed),
 follows them through the database, and raises :class:`~aiqc.exceptions.WorkerError`, with
 the end of its stderr, when one dies while jobs remain.
+
+A fault of the database file leaves as a :class:`~aiqc.exceptions.DatabaseError` subclass
+(read-only, full, locked, corrupt; :func:`aiqc.database.translate`); the running job goes back
+to the queue first, so that ``run_jobs()`` again finishes it exactly once. The file is checked
+between jobs and by the heartbeat: deleted or replaced under a worker, it raises
+:class:`~aiqc.exceptions.DatabaseGoneError` instead of recording results nobody can read.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from aiqc.database import check_file, current_path, translate, translated
+from aiqc.exceptions import DatabaseError, DatabaseGoneError
 from aiqc.orm import (HistoryEntry, Job, JobState, Metric, Prediction, Queue, TrainedModel,
                       database_proxy)
 from aiqc.orm.base import utcnow
@@ -77,6 +85,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@translated()
 def requeue_abandoned(queue_id: int) -> int:
     """Put back RUNNING jobs whose worker is dead (same host), silent for too long, or this
     very process (nothing runs here while it looks: a claim cut short by Ctrl-C)."""
@@ -97,6 +106,7 @@ def requeue_abandoned(queue_id: int) -> int:
     return len(abandoned)
 
 
+@translated()
 def claim(queue_id: int, worker: str) -> int | None:
     """Atomically move the next QUEUED job of the queue to RUNNING for ``worker``. In a
     sampled search with no job left, the next trial is asked for and added first, inside
@@ -137,14 +147,21 @@ class Heartbeat:
 
     def __init__(self, job_id: int, worker: str, every: float = HEARTBEAT_SECONDS):
         self.job_id, self.worker, self.every = job_id, worker, every
+        self.fault: DatabaseGoneError | None = None  # the database file was deleted or replaced meanwhile
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"aiqc-heartbeat-{job_id}", daemon=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                (Job.update(heartbeat_at=utcnow())
-                 .where((Job.id == self.job_id) & (Job.worker == self.worker)).execute())
+                check_file()
+                with translated():
+                    (Job.update(heartbeat_at=utcnow())
+                     .where((Job.id == self.job_id) & (Job.worker == self.worker)).execute())
+            except DatabaseGoneError as error:  # the job's result would have nowhere to go
+                if self.fault is None:
+                    logger.error("job %s: %s", self.job_id, error)
+                self.fault = error
             except Exception:  # noqa: BLE001 - a missed beat must not kill the job
                 logger.debug("heartbeat of job %s failed", self.job_id, exc_info=True)
         if not database_proxy.obj.is_closed():  # this thread's own connection
@@ -159,6 +176,7 @@ class Heartbeat:
         self._thread.join()
 
 
+@translated()
 def record(job_id: int, worker: str, outcome: Any, library: Any, seconds: float,
            state: JobState = JobState.COMPLETE) -> bool:
     """Store a job's results and mark it COMPLETE (or PRUNED), if it is still ours.
@@ -184,12 +202,14 @@ def record(job_id: int, worker: str, outcome: Any, library: Any, seconds: float,
     return True
 
 
+@translated()
 def fail(job_id: int, worker: str, error: str, seconds: float) -> None:
     """Mark a job FAILED with its error and wall time, if it is still RUNNING under ``worker``."""
     (Job.update(state=JobState.FAILED, error=error, finished_at=utcnow(), seconds=seconds)
      .where((Job.id == job_id) & (Job.worker == worker) & (Job.state == JobState.RUNNING)).execute())
 
 
+@translated()
 def release(job_id: int, worker: str) -> None:
     """Give a job back to the queue (Ctrl-C)."""
     (Job.update(state=JobState.QUEUED, worker=None, heartbeat_at=None, started_at=None)
@@ -211,15 +231,39 @@ def run_one(job_id: int, worker: str, threads: int | None, cache: dict) -> JobSt
     except KeyboardInterrupt:
         release(job_id, worker)
         raise
-    except Exception:  # noqa: BLE001 - any error of user code fails the job, not the queue
+    except Exception as error:  # noqa: BLE001 - any error of user code fails the job, not the queue
+        fault = translate(error)
+        if fault is not None:  # the database's fault, not the job's: it goes back to the queue
+            _give_back(job_id, worker, fault)
+            if fault is error:
+                raise
+            raise fault from error
         seconds = time.perf_counter() - start
         fail(job_id, worker, traceback.format_exc(), seconds)
         logger.warning("job %s failed:\n%s", job_id, traceback.format_exc(limit=-3))
         return JobState.FAILED
     seconds = time.perf_counter() - start
     state = JobState.PRUNED if outcome.pruned else JobState.COMPLETE
-    record(job_id, worker, outcome, experiment.library, seconds, state)
+    check_file()  # deleted or replaced while the job ran: its result would have nowhere to go
+    try:
+        record(job_id, worker, outcome, experiment.library, seconds, state)
+    except DatabaseError as error:
+        _give_back(job_id, worker, error)
+        raise
     return state
+
+
+def _give_back(job_id: int, worker: str, fault: DatabaseError) -> None:
+    """After a database fault, put the job back in the queue if the file takes the write; if
+    it does not, leave it RUNNING (the next ``run_jobs()`` requeues it: its worker is gone)
+    and let the fault, not this second error, reach the caller."""
+    if isinstance(fault, DatabaseGoneError):
+        return  # a write would go to the deleted file
+    try:
+        release(job_id, worker)
+    except Exception:  # noqa: BLE001 - must not mask the fault being raised
+        logger.warning("job %s could not go back to the queue (%s); the next run_jobs() requeues it",
+                       job_id, fault, exc_info=True)
 
 
 def work(queue_id: int, threads: int | None = None, on_done: Any = None) -> int:
@@ -227,8 +271,10 @@ def work(queue_id: int, threads: int | None = None, on_done: Any = None) -> int:
     worker = worker_id()
     cache: dict = {}
     ran = 0
+    check_file()
     requeue_abandoned(queue_id)
     while True:
+        check_file()  # between jobs: deleted or replaced under this worker, it stops
         job_id = claim(queue_id, worker)
         if job_id is None and requeue_abandoned(queue_id):  # a fellow worker died meanwhile
             job_id = claim(queue_id, worker)
@@ -240,6 +286,7 @@ def work(queue_id: int, threads: int | None = None, on_done: Any = None) -> int:
             on_done(state)
 
 
+@translated()
 def requeue_failed(queue_id: int) -> int:
     """Put a queue's FAILED jobs back in the queue; returns how many."""
     return (Job.update(state=JobState.QUEUED, worker=None, heartbeat_at=None)
@@ -397,7 +444,7 @@ def _run_processes(queue: Queue, workers: int, threads: int, bar: Any) -> int:
     every one has exited, and return how many jobs were finished meanwhile. Raises
     :class:`~aiqc.exceptions.WorkerError` when a worker died while jobs remained (after the
     others finished); Ctrl-C stops the workers, and their running jobs go back to the queue."""
-    database = str(database_proxy.obj.database)
+    database = str(current_path())
     environment = worker_environment()
     before = queue.state_counts()
     started: list[_Worker] = []
@@ -409,10 +456,16 @@ def _run_processes(queue: Queue, workers: int, threads: int, bar: Any) -> int:
                                            stdin=subprocess.DEVNULL, stderr=stderr)
                 started.append(_Worker(number, process, stderr))
             _follow(queue, started, bar)
-        except BaseException:  # Ctrl-C above all: no worker outlives run_jobs
+        except BaseException as error:  # Ctrl-C above all: no worker outlives run_jobs
             _stop(started)
-            requeue_abandoned(queue.id)
+            if not isinstance(error, DatabaseGoneError):
+                try:
+                    requeue_abandoned(queue.id)
+                except Exception:  # noqa: BLE001 - must not mask the error being raised
+                    logger.warning("could not requeue the jobs the workers left running; the next run_jobs() "
+                                   "will", exc_info=True)
             raise
+        check_file()  # deleted or replaced while the workers ran: their results are lost
         requeue_abandoned(queue.id)  # whatever a dead worker left running
         after = queue.state_counts()
         bar.n = _finished(after)
@@ -431,6 +484,7 @@ def _follow(queue: Queue, started: list[_Worker], bar: Any, every: float = 0.1, 
         newly_exited = [w for w in started if w.process.returncode is not None and not w.exit_seen]
         counts = None
         if newly_exited or time.monotonic() - shown >= bar_every or not alive:
+            check_file()  # deleted or replaced: stop the workers at once, their results would be lost
             counts = queue.state_counts()
         for worker in newly_exited:
             worker.exit_seen = True

@@ -15,21 +15,34 @@
     run:         {workers: 1}
     db:          null (AIQC_DB or the default) | path
     output_dir:  null (outputs/DATE/TIME) | path
+    allow_modules: [category_encoders, ...]   (modules the spec may name besides the defaults)
 
 Overrides: ``key=value`` changes an existing key, ``+key=value`` adds one, ``~key`` removes
 one; in a sweep (``-m``) ``experiment.hyperparameters.NAME=a,b`` becomes that list.
+
+A spec runs the code it names, so the names are checked before anything is imported: a
+``class:`` must come from ``sklearn.*`` or a module beside the spec, a ``module:function`` from
+a module beside the spec, anything else only when opted in (``allow_modules`` in the spec,
+``aiqc run --allow-module M``, ``Experiment.from_config(..., allow_modules=[M])``). A class must
+be a transformer (``fit`` and ``transform``) before it is instantiated; a function must be a
+plain function. The spec's folder is on ``sys.path`` only while its references are resolved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from aiqc.exceptions import ValidationError
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from omegaconf import DictConfig
 
     from aiqc.orm import Queue
@@ -40,26 +53,42 @@ SECTIONS = {
              "parse_dates"},
     "experiment": {"library", "analysis_type", "fn_build", "fn_train", "fn_lose", "fn_optimize", "fn_predict",
                    "repeat_count", "hide_test", "hyperparameters", "search", "name", "description",
-                   "metrics", "metric", "seed"},
+                   "metrics", "metric", "seed", "max_jobs"},
     "run": {"workers", "threads"},
 }
-TOP = {"data", "experiment", "run", "db", "output_dir"}
+TOP = {"data", "experiment", "run", "db", "output_dir", "allow_modules"}
 FUNCTIONS = ("fn_build", "fn_train", "fn_lose", "fn_optimize", "fn_predict")
+#: module prefixes a ``class:`` may name without an opt-in (modules beside the spec always may)
+CLASS_MODULES = ("sklearn",)
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 
 
 # --- loading and overriding -------------------------------------------------------------------
 def load(path: str | Path, overrides: list[str] | None = None, multirun: bool = False) -> DictConfig:
     """The spec at ``path`` with ``overrides`` applied, as an OmegaConf DictConfig."""
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    if not isinstance(path, str) and not hasattr(path, "__fspath__"):
+        raise ValidationError.expected("config", "the path of a YAML file", path)
     path = Path(path)
     if not path.is_file():
         raise ValidationError(f"config: expected an existing YAML file; received {str(path)!r} (no such file).")
     try:
         config = OmegaConf.load(path)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or getattr(error, "context", None) or str(error)
+        problem = " ".join(str(problem).split())
+        context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
+        if context and start is not None and start is not mark:
+            where += f" ({' '.join(str(context).split())} at line {start.line + 1}, column {start.column + 1})"
+        raise ValidationError(f"config: expected valid YAML in {str(path)!r}; {problem}{where}.") from error
     except (OmegaConfBaseException, ValueError, OSError) as error:
-        raise ValidationError(f"config: expected valid YAML in {str(path)!r}; {error}") from error
+        message = " ".join(str(error).split())
+        raise ValidationError(f"config: expected valid YAML in {str(path)!r}; {message}") from error
     if not isinstance(config, dict) and not OmegaConf.is_dict(config):
         raise ValidationError(f"config: expected a mapping at the top of {str(path)!r}.")
     for override in overrides or []:
@@ -168,32 +197,161 @@ def check_structure(spec: dict) -> None:
     if ("datum" in data) == ("path" in data):
         raise ValidationError(f"data: expected exactly one of 'datum' (a bundled file) or 'path'; received "
                               f"{'both' if 'datum' in data else 'neither'}.")
+    allow_list(spec.get("allow_modules"))
 
 
-def resolve_function(reference: Any, key: str, base: Path | None) -> Any:
-    """``module:function`` -> the function; the config's folder and the working directory are searched."""
+# --- references to code: checked before anything is imported --------------------------------
+def allow_list(value: Any, param: str = "allow_modules") -> tuple[str, ...]:
+    """``None`` or a list of module names (``category_encoders``, ``my.pkg``) -> a tuple of them."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
+            not all(isinstance(v, str) and _MODULE_NAME.match(v) for v in value):
+        raise ValidationError.expected(param, "a list of module names, e.g. [category_encoders]", value)
+    return tuple(value)
+
+
+@contextlib.contextmanager
+def spec_folder_on_path(base: Path | None) -> Iterator[None]:
+    """``sys.path`` with the spec's folder first, only inside the block; restored afterwards."""
+    saved = list(sys.path)
+    if base is not None:
+        sys.path.insert(0, str(base))
+        importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def _beside(module_name: str, base: Path | None) -> Path | None:
+    """The file or folder of ``module_name`` in the spec's folder, found on disk (nothing is
+    imported); None when there is none, or when the name is a standard-library module's."""
+    top = module_name.split(".")[0]
+    if base is None or top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return None
+    target = base.joinpath(*module_name.split("."))
+    for candidate in (target.with_name(target.name + ".py"), target / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return target if target.is_dir() else None
+
+
+def _allowed(module_name: str, base: Path | None, prefixes: tuple[str, ...]) -> bool:
+    return _beside(module_name, base) is not None or \
+        any(module_name == p or module_name.startswith(p + ".") for p in prefixes)
+
+
+def _refusal(key: str, expected: str, received: str, module_name: str) -> ValidationError:
+    top = module_name.split(".")[0]
+    return ValidationError(
+        f"{key}: expected {expected}; received {received!r}, and module {module_name!r} is neither beside the spec nor "
+        f"allowed. A spec runs the code it names: to trust {top!r}, add 'allow_modules: [{top}]' to the spec, pass "
+        f"'--allow-module {top}' to aiqc run, or allow_modules=[{top!r}] to Experiment.from_config.")
+
+
+def _forget_other_copy(module_name: str, base: Path, key: str) -> None:
+    """When ``sys.modules`` holds a module of this name from another folder (another spec's
+    ``models.py``), drop it so that the one beside this spec is imported, never the stale one.
+    An installed module of that name (imported or not) is an error: the spec's file would shadow it."""
+    from importlib.machinery import PathFinder
+
+    top = module_name.split(".")[0]
+    cached = sys.modules.get(top)
+    if cached is not None:
+        file, folders = getattr(cached, "__file__", None), list(getattr(cached, "__path__", None) or [])
+    else:  # where `import top` would find it without the spec's folder (path entries only: nothing runs)
+        found = PathFinder.find_spec(top, [p for p in sys.path if p and Path(p).resolve() != base.resolve()])
+        if found is None:
+            return
+        file, folders = found.origin if found.has_location else None, list(found.submodule_search_locations or [])
+    here = (base / top).resolve()
+    locations = ([Path(file).resolve()] if file else []) + [Path(p).resolve() for p in folders]
+    if any(p in (here, here.with_name(top + ".py"), here / "__init__.py") for p in locations):
+        return  # the one beside the spec
+    prefixes = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    if not locations or any(prefix in p.parents for p in locations for prefix in prefixes):
+        raise ValidationError(f"{key}: expected a module beside the spec with a name of its own; received "
+                              f"{str(_beside(module_name, base))!r}, which has the name of the installed module "
+                              f"{top!r} (rename the file).")
+    for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+        del sys.modules[name]
+
+
+def _import_allowed(module_name: str, base: Path | None, key: str) -> ModuleType:
+    """Import an allowed module, the spec's folder on ``sys.path`` only meanwhile."""
+    if base is not None and _beside(module_name, base) is not None:
+        _forget_other_copy(module_name, base, key)
+    with spec_folder_on_path(base):
+        return importlib.import_module(module_name)
+
+
+def resolve_function(reference: Any, key: str, base: Path | None, allow_modules: tuple[str, ...] = ()) -> Any:
+    """``module:function`` -> the function, from a module beside the spec (``base``) or in
+    ``allow_modules``; the module name is checked before it is imported, and the result must be a
+    plain function (not a class or a builtin) defined in such a module."""
     if reference is None:
         return None
     if not isinstance(reference, str) or reference.count(":") != 1:
         raise ValidationError.expected(key, "'module:function', e.g. 'models:fn_build'", reference)
     module_name, name = reference.split(":")
-    for folder in (base, Path.cwd()):
-        if folder is not None and str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
+    if not _MODULE_NAME.match(module_name) or not name.isidentifier():
+        raise ValidationError.expected(key, "'module:function', e.g. 'models:fn_build'", reference)
+    expected = f"an importable module {module_name!r} beside the spec or in allow_modules"
+    if not _allowed(module_name, base, allow_modules):
+        raise _refusal(key, expected, reference, module_name)
     try:
-        module = importlib.import_module(module_name)
+        module = _import_allowed(module_name, base, key)
     except ImportError as error:
         raise ValidationError(f"{key}: expected an importable module {module_name!r}; received {reference!r} ({error}).") from error
     function = getattr(module, name, None)
-    if not callable(function):
+    if function is None:
         raise ValidationError(f"{key}: expected a function {name!r} in module {module_name!r}; received {reference!r}.")
+    if not inspect.isfunction(function):
+        raise ValidationError(f"{key}: expected a function {name!r} in module {module_name!r} (a plain Python function, "
+                              f"def ...); received {reference!r}, a {type(function).__name__}.")
+    origin = getattr(function, "__module__", None) or ""
+    if origin != module_name and not (_MODULE_NAME.match(origin) and _allowed(origin, base, allow_modules)):
+        raise _refusal(key, "a function defined beside the spec or in allow_modules", f"{reference} (from {origin})",
+                       origin or "?")
     return function
 
 
-def _encoder(entry: Any, key: str) -> dict:
+def _transformer_class(path: Any, where: str, base: Path | None, allow_modules: tuple[str, ...]) -> type:
+    """``module.Name`` -> the class, checked as a scikit-learn-style transformer (``fit`` and
+    ``transform``) before anything instantiates it; ``sklearn.*``, modules beside the spec and
+    ``allow_modules`` only, checked before the module is imported."""
+    example = "'sklearn.preprocessing.StandardScaler'"
+    module_name, _, name = path.rpartition(".") if isinstance(path, str) else ("", "", "")
+    if not _MODULE_NAME.match(module_name) or not name.isidentifier():
+        raise ValidationError.expected(f"{where}.class", f"an importable class such as {example}", path)
+    prefixes = CLASS_MODULES + allow_modules
+    expected = "a class from sklearn.*, from a module beside the spec or from allow_modules"
+    if not _allowed(module_name, base, prefixes):
+        raise _refusal(f"{where}.class", expected, path, module_name)
+    try:
+        cls = getattr(_import_allowed(module_name, base, f"{where}.class"), name)
+    except (ImportError, AttributeError) as error:
+        raise ValidationError(f"{where}.class: expected an importable class such as {example}; "
+                              f"received {path!r}.") from error
+    if not inspect.isclass(cls):
+        raise ValidationError(f"{where}.class: expected a class (a transformer such as {example}); received {path!r}, "
+                              f"a {type(cls).__name__}.")
+    origin = getattr(cls, "__module__", None) or ""
+    if not (_MODULE_NAME.match(origin) and _allowed(origin, base, prefixes)):
+        raise _refusal(f"{where}.class", expected, f"{path} (from {origin})", origin or "?")
+    missing = [m for m in ("fit", "transform") if not callable(getattr(cls, m, None))]
+    if missing:
+        raise ValidationError(f"{where}.class: expected a scikit-learn-style transformer class (with fit and transform); "
+                              f"received {path!r}, which has no {' or '.join(missing)}.")
+    return cls
+
+
+def _encoder(entry: Any, key: str, base: Path | None = None, allow_modules: tuple[str, ...] = ()) -> dict:
     """``{class: module.Name, params: {...}}`` or ``{steps: [{class: ..., params: {...}}, ...]}``
     (a ``make_pipeline`` of the steps; a step may have steps too), with ``dtypes`` or ``columns``
-    -> the ``dict(sklearn_preprocess=..., ...)`` that ``Pipeline.Tabular.make`` takes."""
+    -> the ``dict(sklearn_preprocess=..., ...)`` that ``Pipeline.Tabular.make`` takes. Classes come
+    from ``sklearn.*``, modules beside the spec (``base``) or ``allow_modules``."""
     shape = "{class: sklearn.preprocessing.Name, params: {...}} or {steps: [{class: ..., params: {...}}, ...]}"
 
     def build(step: Any, where: str, allowed: set[str]) -> Any:
@@ -211,16 +369,10 @@ def _encoder(entry: Any, key: str) -> dict:
             from sklearn.pipeline import make_pipeline
 
             return make_pipeline(*[build(s, f"{where}.steps[{i}]", set()) for i, s in enumerate(steps)])
-        path = step["class"]
-        module_name, _, name = str(path).rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError, ValueError) as error:
-            raise ValidationError(f"{where}.class: expected an importable class such as "
-                                  f"'sklearn.preprocessing.StandardScaler'; received {path!r}.") from error
         params = step.get("params") or {}
-        if not isinstance(params, dict):
+        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
             raise ValidationError.expected(f"{where}.params", "a mapping of parameter: value", params)
+        cls = _transformer_class(step["class"], where, base, allow_modules)
         try:
             return cls(**params)
         except TypeError as error:
@@ -264,40 +416,57 @@ def _prefixed(section: str, call: Callable[..., Any], *args: Any, **kwargs: Any)
         raise ValidationError(message if message.startswith(section + ".") else f"{section}.{message}") from error
 
 
-def build(spec: dict, base: Path | None = None) -> Queue:
-    """Store the pipeline and the experiment of a spec in one transaction; return the Queue.
-    Any error leaves the database as it was."""
+def prepare(spec: dict, base: Path | None = None, allow_modules: Any = None) -> dict:
+    """Check a spec and resolve its references (encoder classes, functions, distributions)
+    without touching the database: the keyword arguments :func:`store` takes. ``base`` is the
+    spec's folder; ``allow_modules`` adds to the spec's own ``allow_modules``."""
     from aiqc import datum
-    from aiqc.database import ensure_setup
-    from aiqc.orm import Experiment
-    from aiqc.pipeline import Pipeline
 
     check_structure(spec)
+    allow = allow_list(spec.get("allow_modules")) + allow_list(allow_modules)
     data, experiment = dict(spec["data"]), dict(spec["experiment"])
     source = datum.get_path(data.pop("datum")) if "datum" in data else data.pop("path")
     if "datum" not in spec["data"] and base is not None and not Path(source).is_absolute():
         source = str((base / source).resolve()) if (base / source).exists() else source
     if data.get("label_encoder") is not None:
-        data["label_encoder"] = _encoder(data["label_encoder"], "data.label_encoder")
+        data["label_encoder"] = _encoder(data["label_encoder"], "data.label_encoder", base, allow)
     if data.get("feature_encoders") is not None:
         if not isinstance(data["feature_encoders"], list):
             raise ValidationError.expected("data.feature_encoders", "a list of encoders", data["feature_encoders"])
-        data["feature_encoders"] = [_encoder(e, f"data.feature_encoders[{i}]") for i, e in enumerate(data["feature_encoders"])]
-    functions = {k: resolve_function(experiment.pop(k, None), f"experiment.{k}", base) for k in FUNCTIONS}
+        data["feature_encoders"] = [_encoder(e, f"data.feature_encoders[{i}]", base, allow)
+                                    for i, e in enumerate(data["feature_encoders"])]
+    functions = {k: resolve_function(experiment.pop(k, None), f"experiment.{k}", base, allow) for k in FUNCTIONS}
     if experiment.get("metrics") is not None:
-        experiment["metrics"] = _custom_metrics(experiment["metrics"], base)
+        experiment["metrics"] = _custom_metrics(experiment["metrics"], base, allow)
     hyperparameters = experiment.pop("hyperparameters", None)
     if hyperparameters is not None:
         if not isinstance(hyperparameters, dict):
             raise ValidationError.expected("experiment.hyperparameters", "a mapping of name: values", hyperparameters)
         hyperparameters = {k: _distribution(v, f"experiment.hyperparameters.{k}") for k, v in hyperparameters.items()}
+    return {"source": source, "data": data, "functions": functions, "experiment": experiment,
+            "hyperparameters": hyperparameters}
+
+
+def store(prepared: dict) -> Queue:
+    """Store what :func:`prepare` returned, pipeline and experiment, in one transaction; return
+    the Queue. Any error leaves the database as it was."""
+    from aiqc.database import ensure_setup
+    from aiqc.orm import Experiment
+    from aiqc.pipeline import Pipeline
+
     with ensure_setup().atomic():
-        splitset = _prefixed("data", Pipeline.Tabular.make, df_or_path=source, **data)
-        return _prefixed("experiment", Experiment.make, splitset_id=splitset.id, hyperparameters=hyperparameters,
-                         **functions, **experiment)
+        splitset = _prefixed("data", Pipeline.Tabular.make, df_or_path=prepared["source"], **prepared["data"])
+        return _prefixed("experiment", Experiment.make, splitset_id=splitset.id,
+                         hyperparameters=prepared["hyperparameters"], **prepared["functions"], **prepared["experiment"])
 
 
-def _custom_metrics(entries: Any, base: Path | None) -> dict:
+def build(spec: dict, base: Path | None = None, allow_modules: Any = None) -> Queue:
+    """Store the pipeline and the experiment of a spec in one transaction; return the Queue.
+    Every reference is checked and resolved first; any error leaves the database as it was."""
+    return store(prepare(spec, base, allow_modules))
+
+
+def _custom_metrics(entries: Any, base: Path | None, allow_modules: tuple[str, ...] = ()) -> dict:
     """``{name: module:function}`` or ``{name: {fn: module:function, direction: minimize}}`` ->
     what ``Experiment.make(metrics=...)`` takes."""
     if not isinstance(entries, dict):
@@ -310,22 +479,26 @@ def _custom_metrics(entries: Any, base: Path | None) -> dict:
             if unknown or "fn" not in entry:
                 raise ValidationError.expected(key, "'module:function' or {fn: 'module:function', direction: "
                                                     "maximize | minimize}", entry)
-            out[name] = (resolve_function(entry["fn"], f"{key}.fn", base), entry.get("direction", "maximize"))
+            out[name] = (resolve_function(entry["fn"], f"{key}.fn", base, allow_modules),
+                         entry.get("direction", "maximize"))
         else:
-            out[name] = resolve_function(entry, key, base)
+            out[name] = resolve_function(entry, key, base, allow_modules)
     return out
 
 
-def from_config(path: str | Path, overrides: list[str] | None = None) -> Any:
+def from_config(path: str | Path, overrides: list[str] | None = None, allow_modules: Any = None) -> Any:
     """Build the queue of a YAML spec (as ``aiqc run`` does, without running it): load it,
-    apply ``overrides``, open its ``db`` if it names one, and store pipeline and experiment."""
+    apply ``overrides``, check and resolve its references (modules beyond ``sklearn.*`` and the
+    spec's folder need ``allow_modules``), open its ``db`` if it names one, and store pipeline and
+    experiment."""
     from aiqc.database import setup
 
+    allow = allow_list(allow_modules)
     resolved = to_dict(load(path, overrides))
-    check_structure(resolved)
+    prepared = prepare(resolved, Path(path).resolve().parent, allow)
     if resolved.get("db"):
         setup(resolved["db"])
-    return build(resolved, base=Path(path).resolve().parent)
+    return store(prepared)
 
 
 # --- export -----------------------------------------------------------------------------------
@@ -337,6 +510,8 @@ def export(queue: Any, path: str | Path) -> Path:
 
     from aiqc.search import to_json
 
+    if not isinstance(path, str) and not hasattr(path, "__fspath__"):
+        raise ValidationError.expected("path", "a file path ending in .yaml", path)
     path = Path(path)
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise ValidationError.expected("path", "a file path ending in .yaml", str(path))

@@ -130,6 +130,9 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
             f"fn_build: expected a {backend.model_description} for library={backend.name!r}; "
             f"received {type(model).__module__}.{type(model).__qualname__}."
         )
+    if functions.get("fn_predict") is None or functions.get("fn_lose") is None:  # the defaults read the width
+        _check_output_width(backend, analysis, model, train_x.shape[1:], train_y.shape[1:],
+                            splitset.label.unique_count, hp)
     # in a search, per-epoch values reach aiqc (and its pruner) while fn_train runs
     search = experiment.search_settings
     reporter = Reporter(job, search) if search is not None else None
@@ -149,6 +152,23 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
                     measuring_context)
 
 
+def _check_output_width(backend: Backend, analysis: AnalysisType, model: Any, features_shape: tuple[int, ...],
+                        label_shape: tuple[int, ...], class_count: int, hp: dict[str, Any]) -> None:
+    """A UserFunctionError naming fn_build when the model built for this job cannot be read by
+    the default loss or prediction: its output width does not fit the label (checked at make
+    with the first combination only, and not at all with an ``fn_predict``)."""
+    import math
+
+    from aiqc.exceptions import ValidationError
+
+    try:
+        width = backend.output_width(model, tuple(features_shape))
+        analysis.spec.check_output_width(width, math.prod(label_shape), class_count)
+    except (ValidationError, ValueError, TypeError, RuntimeError) as error:
+        reason = str(error).removeprefix("fn_build: ")
+        raise UserFunctionError(f"fn_build: with the hyperparameters {hp!r}, {reason}") from error
+
+
 def _train(backend: Backend, analysis: AnalysisType, functions: dict[str, Any], model: Any,
            label_shape: tuple[int, ...], hp: dict[str, Any], samples_train: dict,
            samples_evaluate: dict) -> tuple[Any, float]:
@@ -157,13 +177,23 @@ def _train(backend: Backend, analysis: AnalysisType, functions: dict[str, Any], 
     from aiqc import functions as fn_tools
 
     loser = functions["fn_lose"](**hp) if functions.get("fn_lose") else backend.default_loss(analysis, label_shape)
+    if functions.get("fn_lose") and not backend.is_loss(loser):
+        raise UserFunctionError(
+            f"fn_lose: expected a loss for library={backend.name!r} (a callable loss object or function"
+            f"{', or a loss name' if isinstance(loser, str) else ''}); received {_show(loser)}."
+            + (" End fn_lose with `return loss`." if loser is None else "")
+        )
     fn_optimize = functions.get("fn_optimize")
     if fn_optimize is None:
         optimizer = backend.default_optimizer(model, analysis, hp)
-    elif fn_tools.optimize_takes_model(fn_optimize):
-        optimizer = fn_optimize(model, **hp)
     else:
-        optimizer = fn_optimize(**hp)
+        optimizer = fn_optimize(model, **hp) if fn_tools.optimize_takes_model(fn_optimize) else fn_optimize(**hp)
+        if not backend.is_optimizer(optimizer):
+            raise UserFunctionError(
+                f"fn_optimize: expected an optimizer of library={backend.name!r} built on the model's parameters "
+                f"(e.g. torch.optim.Adam(model.parameters()) or keras.optimizers.Adam()); received {_show(optimizer)}."
+                + (" End fn_optimize with `return optimizer`." if optimizer is None else "")
+            )
 
     tick = time.perf_counter()
     try:

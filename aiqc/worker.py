@@ -4,7 +4,9 @@
 
 The worker claims jobs from the shared database until none is QUEUED, then exits with
 status 0. It exits with status 1 and one line on stderr when it cannot work (no such
-database file, no such queue), and with status 130 when interrupted (Ctrl-C), after giving
+database file, no such queue) or when the database fails under it (read-only, full, locked,
+corrupt, or the file deleted or replaced: checked between jobs and by the heartbeat; the
+running job goes back to the queue where the file still takes the write), and with status 130 when interrupted (Ctrl-C), after giving
 its running job back to the queue. ``queue.run_jobs(workers=N)`` starts N of these.
 """
 
@@ -32,14 +34,15 @@ def _positive_int(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run jobs of the ``--queue`` until none is QUEUED. The exit status: 0 when the queue is
     drained; 1, with one line on stderr, when the worker cannot work (database file or queue
-    missing); 130 when interrupted; argparse's 2 on bad arguments."""
+    missing) or the database fails under it (a :class:`~aiqc.exceptions.DatabaseError`); 130 when interrupted; argparse's 2 on bad arguments."""
     parser = argparse.ArgumentParser(prog=PROG, description="Run jobs of an aiqc queue.")
     parser.add_argument("--queue", type=int, required=True, help="queue id (queue.id)")
     parser.add_argument("--db", help="SQLite file (default: AIQC_DB or the user data directory)")
     parser.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads for TF/torch")
     args = parser.parse_args(argv)
 
-    from aiqc.exceptions import AIQCError
+    from aiqc.database import translate
+    from aiqc.exceptions import AIQCError, DatabaseError
     from aiqc.runner import default_threads, work
 
     try:
@@ -54,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted; the running job went back to queue {queue.id}\n")
         return 130
+    except Exception as error:  # noqa: BLE001 - a database fault is one line; anything else a traceback
+        fault = translate(error)
+        if not isinstance(fault, DatabaseError):
+            raise
+        message = str(fault).splitlines()[0]
+        sys.stderr.write(f"{PROG}: error: {type(fault).__name__}: {message}\n")
+        return 1
     counts = {state.value: n for state, n in queue.state_counts().items()}
     logging.getLogger("aiqc.worker").info("worker ran %d job(s); %s", ran, counts)
     return 0

@@ -96,6 +96,15 @@ class Backend(abc.ABC):
     def is_model(self, obj: Any) -> bool:
         """Whether ``obj`` is a model of this library (what fn_build and fn_train must return)."""
 
+    @abc.abstractmethod
+    def is_optimizer(self, obj: Any) -> bool:
+        """Whether ``obj`` can be the optimizer ``fn_train`` receives (what fn_optimize must return)."""
+
+    def is_loss(self, obj: Any) -> bool:
+        """Whether ``obj`` can be the loss ``fn_train`` receives (what fn_lose must return): a
+        loss object or function."""
+        return callable(obj)
+
     def prepare_model(self, model: Any) -> Any:
         """The model ready to train (e.g. moved to the GPU)."""
         return model

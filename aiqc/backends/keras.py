@@ -103,6 +103,12 @@ class KerasBackend(Backend):
     def is_model(self, obj: Any) -> bool:
         return isinstance(obj, self.import_library().Model)
 
+    def is_optimizer(self, obj: Any) -> bool:
+        return isinstance(obj, (str, self.import_library().optimizers.Optimizer))  # Keras also takes names
+
+    def is_loss(self, obj: Any) -> bool:
+        return callable(obj) or isinstance(obj, str)  # Keras also takes names
+
     def to_samples(self, features: np.ndarray, labels: np.ndarray | None, analysis: AnalysisType) -> dict:
         """float32 copies (a user's in-place edit cannot reach aiqc's arrays)."""
         return {"features": np.array(features, dtype=np.float32),

@@ -75,6 +75,9 @@ class TorchBackend(Backend):
     def is_model(self, obj: Any) -> bool:
         return isinstance(obj, self.import_library().nn.Module)
 
+    def is_optimizer(self, obj: Any) -> bool:
+        return isinstance(obj, self.import_library().optim.Optimizer)
+
     def prepare_model(self, model: Any) -> Any:
         return model.to(self.device())
 

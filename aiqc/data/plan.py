@@ -143,11 +143,26 @@ def plan_label(df: pd.DataFrame, column: Any, parameter: str = "label_column") -
 
 
 def _infinite_count(series: pd.Series) -> int:
-    """How many values of a float column are +inf or -inf (0 for other dtypes)."""
+    """How many values of a column are +inf or -inf: in a float column, or as float values held
+    in an object or category column (where they would otherwise become a class named inf)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        categories = series.cat.categories
+        infinite = _infinite_mask(np.asarray(categories, dtype=object))
+        return int(np.isin(series.cat.codes.to_numpy(), np.flatnonzero(infinite)).sum()) if infinite.any() else 0
+    if pd.api.types.is_object_dtype(series.dtype):
+        return int(_infinite_mask(series.to_numpy(dtype=object)).sum())
     if not pd.api.types.is_float_dtype(series.dtype):
         return 0
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     return int(np.isinf(values).sum())
+
+
+def _infinite_mask(values: np.ndarray) -> np.ndarray:
+    """Per value of an object array, whether it is a float +inf or -inf (text such as 'inf' is not)."""
+    import math
+
+    check = np.frompyfunc(lambda v: isinstance(v, (float, np.floating)) and math.isinf(v), 1, 1)
+    return check(values).astype(bool) if len(values) else np.zeros(0, dtype=bool)
 
 
 def plan_feature(df: pd.DataFrame, excluded: Any, label_column: str | None,

@@ -80,23 +80,98 @@ class ArrayField(pw.BlobField):
         return np.load(io.BytesIO(bytes(value)), allow_pickle=False)
 
 
+#: a checked blob: ``DIGEST_PREFIX + sha256 hex digest of the payload + b"\n" + payload``
+DIGEST_PREFIX = b"aiqc-sha256:"
+_HEADER_LENGTH = len(DIGEST_PREFIX) + 64 + 1
+
+
+def with_digest(payload: bytes) -> bytes:
+    """``payload`` (pickle bytes) with a header recording its sha256, verified by :func:`load_checked`;
+    a blob that already has the header is returned as it is."""
+    import hashlib
+
+    payload = bytes(payload)
+    if payload.startswith(DIGEST_PREFIX):
+        return payload
+    return DIGEST_PREFIX + hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n" + payload
+
+
+def checked_payload(blob: bytes, where: str) -> bytes:
+    """The pickle bytes of a stored blob, its sha256 verified against the recorded one (an
+    :class:`aiqc.exceptions.IntegrityError` naming ``where`` when it differs). Blobs written
+    before digests were recorded (a bare pickle, no header) are returned unverified."""
+    import hashlib
+
+    blob = bytes(blob)
+    if blob.startswith(DIGEST_PREFIX):
+        digest, newline, payload = blob[len(DIGEST_PREFIX):_HEADER_LENGTH - 1], blob[_HEADER_LENGTH - 1:_HEADER_LENGTH], \
+            blob[_HEADER_LENGTH:]
+        if newline == b"\n" and hashlib.sha256(payload).hexdigest().encode("ascii") == digest:
+            return payload
+    elif blob[:1] == b"\x80":  # a pickle (protocol 2+) stored before digests were recorded: unverified
+        return blob
+    from aiqc.exceptions import IntegrityError
+
+    raise IntegrityError(f"{where}: expected a stored pickle matching the sha256 recorded with it; it does not "
+                         "match, so it was not unpickled (the database may be corrupt or tampered with).")
+
+
+def load_checked(blob: bytes, where: str) -> Any:
+    """Unpickle a stored blob after :func:`checked_payload` verified it. Unpickling runs code:
+    only for databases you trust."""
+    return pickle.loads(checked_payload(blob, where))
+
+
+class StoredPickle:
+    """The bytes of a :class:`PickleField` as read from the database, not unpickled yet."""
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def __repr__(self) -> str:
+        return f"<StoredPickle {len(self.blob)} bytes>"
+
+
+class _PickleAccessor(pw.FieldAccessor):
+    """Unpickles (verified) on first attribute access, not when the row is read."""
+
+    def __get__(self, instance: Any, instance_type: Any = None) -> Any:
+        if instance is None:
+            return self.field
+        value = instance.__data__.get(self.name)
+        if isinstance(value, StoredPickle):
+            where = f"{type(instance).__name__.lower()} {instance.id} field {self.name!r}"
+            value = load_checked(value.blob, where)
+            instance.__data__[self.name] = value  # not marked dirty: it is what is stored
+        return value
+
+
 class PickleField(pw.BlobField):
     """A pickled Python object (fitted scikit-learn transformers).
 
     Pickled with cloudpickle, the classes and functions of the user's own modules (not
     installed packages, not the standard library) by value, as :func:`aiqc.functions.dumps`
     does for user functions: a process that cannot import those modules (another working
-    directory, a worker) still loads the object. Only load databases you trust: unpickling
-    runs code, as with any pickled model.
+    directory, a worker) still loads the object. Stored with its sha256 (:func:`with_digest`)
+    and verified before unpickling. Reading a row does not unpickle: the object is unpickled
+    when the attribute is first used. Only use those of databases you trust: unpickling runs
+    code, as with any pickled model.
     """
 
+    accessor_class = _PickleAccessor
+
     def db_value(self, value: Any) -> Any:
-        """The object, pickled with the user's own modules by value (None stays NULL)."""
+        """The object, pickled with the user's own modules by value and with its sha256 (None
+        stays NULL; bytes read and not unpickled are written back as they were)."""
         if value is None:
             return None
+        if isinstance(value, StoredPickle):
+            return super().db_value(value.blob)
         from aiqc.functions import dumps_by_value
 
-        return super().db_value(dumps_by_value(value))
+        return super().db_value(with_digest(dumps_by_value(value)))
 
     @staticmethod
     def user_objects(value: Any) -> list[Any]:
@@ -107,8 +182,17 @@ class PickleField(pw.BlobField):
         return user_objects(value)
 
     def python_value(self, value: Any) -> Any:
-        """The stored bytes, unpickled (NULL: None)."""
-        return None if value is None else pickle.loads(bytes(value))
+        """The stored bytes, not unpickled yet (:class:`StoredPickle`; NULL: None)."""
+        return None if value is None else StoredPickle(bytes(value))
+
+
+class PickledBlobField(pw.BlobField):
+    """Pickle bytes made by the caller (the user's functions), stored with their sha256
+    (:func:`with_digest`); read back as stored: load them with :func:`load_checked`."""
+
+    def db_value(self, value: Any) -> Any:
+        """The bytes with their sha256 header (None stays NULL)."""
+        return None if value is None else super().db_value(with_digest(value))
 
 
 class EnumField(pw.CharField):

@@ -32,6 +32,9 @@ class Encoder(BaseModel):
     output_columns = JSONField()
     fitted = PickleField()  # cloudpickle; the user's own classes and functions by value
     source = pw.TextField(null=True)  # source text of the user's own classes / functions in it, if any
+    # label encoders: the class values in the order of the model's outputs, recorded at fit time so that
+    # reading results never unpickles ``fitted``; null for feature encoders and rows written before it existed
+    categories = JSONField(null=True)
 
     @classmethod
     def _from_plan(cls, splitset: Splitset, fold: Fold | None, plan: "EncoderPlan") -> "Encoder":
@@ -42,6 +45,7 @@ class Encoder(BaseModel):
             class_path=plan.spec.class_path, params=describe_params(plan.spec.transformer),
             dtypes=plan.spec.dtypes, columns_requested=plan.spec.columns, columns=plan.columns,
             output_columns=plan.output_columns, fitted=plan.fitted, source=user_source(plan.fitted),
+            categories=class_order(plan.fitted, splitset.label.classes) if plan.side == "label" else None,
         )
 
     def transform(self, frame: "pd.DataFrame") -> "np.ndarray":
@@ -49,6 +53,15 @@ class Encoder(BaseModel):
         from aiqc.data.encode import transform
 
         return transform(self.fitted, frame[self.columns])
+
+
+def class_order(fitted: Any, classes: list | None) -> list:
+    """The class values in the order of a fitted label encoder's outputs: its ``categories_``
+    (OneHotEncoder / OrdinalEncoder sort them), else the label's sorted ``classes`` (none: [])."""
+    categories = getattr(fitted, "categories_", None)
+    if categories is not None and len(categories) == 1:
+        return [v.item() if hasattr(v, "item") else v for v in categories[0]]
+    return list(classes or [])
 
 
 def user_source(fitted: Any) -> str | None:

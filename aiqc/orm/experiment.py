@@ -9,7 +9,7 @@ import peewee as pw
 
 from aiqc.analysis import AnalysisType
 from aiqc.backends import Library
-from aiqc.orm.base import BaseModel, EnumField, JSONField
+from aiqc.orm.base import BaseModel, EnumField, JSONField, PickledBlobField, load_checked
 from aiqc.orm.splitset import Splitset
 
 if TYPE_CHECKING:
@@ -29,14 +29,14 @@ class Experiment(BaseModel):
     hide_test = pw.BooleanField()
     hyperparameters = JSONField()  # as given: {name: [values] or a search distribution (tagged dict)}
     search = JSONField(null=True)  # aiqc.search.Search settings; null for a plain grid
-    functions = pw.BlobField()  # cloudpickle of {"fn_build": ..., ...}
+    functions = PickledBlobField()  # sha256 header + cloudpickle of {"fn_build": ..., ...}
     sources = JSONField()  # {"fn_build": "def fn_build(...): ...", ...}
     name = pw.CharField(null=True)
     description = pw.TextField(null=True)
     seed = pw.BigIntegerField(null=True)  # every job's seed derives from it; null in files made before it existed
     objective_metric = pw.CharField(null=True)  # what ranks jobs: the search's metric, make(metric=...) or default
     objective_split = pw.CharField(null=True)
-    metric_functions = pw.BlobField(null=True)  # cloudpickle of the user's {name: fn(y_true, y_pred, y_prob)}
+    metric_functions = PickledBlobField(null=True)  # sha256 header + cloudpickle of {name: fn(y_true, y_pred, y_prob)}
     metric_directions = JSONField(null=True)  # {name: "maximize" | "minimize"} of the user's metrics
     positive_class = JSONField(null=True)  # binary: the class whose precision / recall / F1 are recorded
 
@@ -61,6 +61,7 @@ class Experiment(BaseModel):
         metric: str | None = None,
         seed: int | None = None,
         positive_class: Any = None,
+        max_jobs: int | None = 100_000,
     ) -> Queue:
         """Validate everything, then store the experiment, its grid, a Queue and one Job
         per combination x repeat x fold, in one transaction. Returns the Queue.
@@ -87,6 +88,9 @@ class Experiment(BaseModel):
         ``seed``: every job's seed derives from it (drawn and stored when None), so the same
         seed reproduces the grid. ``positive_class`` (binary): the class whose precision,
         recall and F1 are recorded as ``*_positive`` (default: the second class in sorted order).
+        ``max_jobs`` (default 100,000): the most jobs, combinations (or a sampled search's
+        ``n_trials``) x repeats x folds, a make may store; counted before anything is expanded,
+        more is refused before any write. None: no bound.
         """
         from aiqc.experiment import make_experiment
 
@@ -95,21 +99,22 @@ class Experiment(BaseModel):
             fn_lose=fn_lose, fn_optimize=fn_optimize, fn_predict=fn_predict, repeat_count=repeat_count,
             hyperparameters=hyperparameters, splitset_id=splitset_id, hide_test=hide_test,
             search=search, name=name, description=description, metrics=metrics, metric=metric, seed=seed,
-            positive_class=positive_class,
+            positive_class=positive_class, max_jobs=max_jobs,
         )
 
     @staticmethod
-    def from_config(path: Any, overrides: list[str] | None = None) -> Queue:
-        """Build the queue of a YAML spec (as ``aiqc run`` does, without running it)."""
+    def from_config(path: Any, overrides: list[str] | None = None, allow_modules: list[str] | None = None) -> Queue:
+        """Build the queue of a YAML spec (as ``aiqc run`` does, without running it); modules other
+        than ``sklearn.*`` and those beside the spec must be named in ``allow_modules``."""
         from aiqc.spec import from_config
 
-        return from_config(path, overrides)
+        return from_config(path, overrides, allow_modules)
 
     def load_functions(self) -> dict[str, Any]:
-        """The user's functions, deserialised (None for defaults)."""
-        import cloudpickle
-
-        return cloudpickle.loads(bytes(self.functions))
+        """The user's functions, deserialised (None for defaults) after their sha256 is verified
+        (:class:`aiqc.exceptions.IntegrityError` when it differs). Unpickling runs code: only for
+        databases you trust."""
+        return load_checked(self.functions, f"experiment {self.id} field 'functions'")
 
     @property
     def search_settings(self) -> Search | None:
@@ -139,10 +144,11 @@ class Experiment(BaseModel):
         return self.splitset.class_names().index(self.positive_class)
 
     def load_metric_functions(self) -> dict[str, Any]:
-        """The user's own metrics, deserialised: ``{name: fn(y_true, y_pred, y_prob)}``."""
-        import cloudpickle
-
-        return {} if self.metric_functions is None else cloudpickle.loads(bytes(self.metric_functions))
+        """The user's own metrics, deserialised after their sha256 is verified (as
+        :meth:`load_functions`): ``{name: fn(y_true, y_pred, y_prob)}``."""
+        if self.metric_functions is None:
+            return {}
+        return load_checked(self.metric_functions, f"experiment {self.id} field 'metric_functions'")
 
     def hyperparameter_names(self) -> list[str]:
         """Every hyperparameter name of the experiment's combinations, in first-seen order."""

@@ -202,17 +202,38 @@ class Splitset(BaseModel):
             return frame
         return pd.DataFrame(encoders[0].transform(frame), columns=encoders[0].output_columns, index=frame.index)
 
-    def class_names(self) -> list:
+    def class_names(self, fold: int | None = None) -> list:
         """Class values in the order of the model's outputs: the label encoder's categories
-        (OneHotEncoder / OrdinalEncoder sort them), else the label's sorted classes."""
-        encoders = self.encoders_for(None, side="label")
-        categories = getattr(encoders[0].fitted, "categories_", None) if encoders else None
-        if categories is not None and len(categories) == 1:
-            return [v.item() if hasattr(v, "item") else v for v in categories[0]]
+        (OneHotEncoder / OrdinalEncoder sort them), else the label's sorted classes.
+
+        Read from the JSON recorded when the encoder was fit, never by unpickling it, so reading
+        results and charts runs no stored code. Encoders stored before aiqc recorded them: a
+        OneHotEncoder / OrdinalEncoder with ``categories='auto'`` sorts the training classes,
+        which are the label's sorted classes; for any other label encoder those are used with a
+        :class:`aiqc.exceptions.DataWarning`, as they may not be its order."""
+        encoders = self.encoders_for(fold, side="label")
+        if not encoders:
+            return list(self.label.classes or [])
+        encoder = encoders[0]
+        if encoder.categories is not None:
+            return list(encoder.categories)
+        module, _, name = encoder.class_path.rpartition(".")
+        sorting = (module.startswith("sklearn.") and name in ("OneHotEncoder", "OrdinalEncoder")
+                   and (encoder.params or {}).get("categories") == "auto")
+        if not sorting:
+            import warnings
+
+            from aiqc.exceptions import DataWarning
+
+            warnings.warn(f"splitset {self.id}: its label encoder ({encoder.class_path}) was stored before aiqc "
+                          "recorded class names; using the label's sorted classes, which may not be the encoder's "
+                          "order (fit the encoders again, on a new splitset, to record them).", DataWarning, stacklevel=2)
         return list(self.label.classes or [])
 
     def label_encoder(self, fold: int | None = None) -> Any:
-        """The fitted label encoder of a scope (the fold's, or the train split's); None without one."""
+        """The fitted label encoder of a scope (the fold's, or the train split's); None without one.
+        Unpickled, after its sha256 is verified: stored code runs, so only for trusted databases
+        (predict and training use it; reading results and charts do not)."""
         encoders = self.encoders_for(fold, side="label")
         return encoders[0].fitted if encoders else None
 

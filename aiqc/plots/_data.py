@@ -36,13 +36,30 @@ def _require(job: Any, chart: JobChart) -> Analysis:
 
 def _truth(job: Any, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(true values, predictions, probabilities) of a split, in the units they were measured
-    and stored in: class indices from the encoded label, or (regression) the raw label's
-    original values beside the stored original-unit predictions."""
+    and stored in: class indices (each raw label's position among the class names recorded with
+    the label encoder, in the order of the model's outputs), or (regression) the raw label's
+    original values beside the stored original-unit predictions. Nothing is unpickled: the
+    fitted encoders are not used."""
     rows, predictions, probabilities = job.predictions(split)
     splitset = job.queue.experiment.splitset
     analysis = _analysis(job)
-    labels = splitset.label_to_numpy(split, job.fold_index, encoded=not analysis.original_units)
+    fold = job.fold_index
+    labels = splitset.label_to_numpy(split, fold, encoded=False)
+    if not analysis.original_units and splitset.encoders_for(fold, side="label"):
+        labels = _class_positions(labels.reshape(-1), splitset.class_names(fold), job)
     return analysis.truth(labels), analysis.prediction_values(predictions, len(rows)), probabilities
+
+
+def _class_positions(values: np.ndarray, names: list, job: Any) -> np.ndarray:
+    """Each raw label value's position among the class ``names``; an error naming the values not among them."""
+    import pandas as pd
+
+    positions = pd.Index(names, dtype=object).get_indexer(pd.Index(values, dtype=object))
+    if (positions < 0).any():
+        unknown = sorted({str(v) for v in values[positions < 0]})[:5]
+        raise ValidationError(f"job: expected labels among the recorded classes {names!r}; job {job.id}'s splitset "
+                              f"holds {unknown!r}.")
+    return positions.astype(np.int64)
 
 
 def splits_of(job: Any) -> list[str]:
