@@ -268,27 +268,17 @@ def test_a_worker_whose_database_is_deleted_exits_non_zero_with_one_line(db, tor
 
 
 @pytest.mark.slow
-def test_run_jobs_with_workers_raises_when_the_database_is_deleted(db, torch_queue):
-    queue = torch_queue(job_count=4, sleep=1.0)
+@pytest.mark.parametrize(("workers", "job_count", "hints"), [(2, 4, ()), (1, 2, ("run_jobs() again",))],
+                         ids=["worker processes", "in process"])
+def test_run_jobs_raises_when_the_database_is_deleted(db, torch_queue, workers, job_count, hints):
+    queue = torch_queue(job_count=job_count, sleep=1.0)
     done: dict = {}
     deleter = threading.Thread(target=_delete_when_running, args=(db, done), daemon=True)
     deleter.start()
     with pytest.raises(DatabaseGoneError) as caught:
-        queue.run_jobs(workers=2, threads=1, progress=False)
+        queue.run_jobs(workers=workers, threads=1, progress=False)
     deleter.join()
-    _one_line(caught.value, db, "was deleted")
-
-
-@pytest.mark.slow
-def test_run_jobs_in_process_raises_when_the_database_is_deleted(db, torch_queue):
-    queue = torch_queue(job_count=2, sleep=1.0)
-    done: dict = {}
-    deleter = threading.Thread(target=_delete_when_running, args=(db, done), daemon=True)
-    deleter.start()
-    with pytest.raises(DatabaseGoneError) as caught:
-        queue.run_jobs(progress=False)
-    deleter.join()
-    _one_line(caught.value, db, "was deleted", "run_jobs() again")
+    _one_line(caught.value, db, "was deleted", *hints)
 
 
 def test_a_replaced_or_truncated_file_is_noticed(db):
