@@ -125,7 +125,7 @@ def check_seed(seed: Any, parameter: str = "seed") -> int:
 def default_split(splitset: Any, hide_test: bool) -> str:
     """The split jobs are ranked on when none is named: validation (or the folds' held-out
     rows) where there is one, else test."""
-    return "validation" if splitset.fold_count or splitset.count_validation or hide_test else "test"
+    return "validation" if splitset.has_validation or hide_test else "test"
 
 
 def resolve_objective(search: Any, metric: Any, seed: Any, metric_set: Any, has_distributions: bool,
@@ -163,7 +163,7 @@ def check_positive_class(positive_class: Any, analysis: AnalysisType, splitset: 
 def check_evaluation_splits(search: Any, splitset: Any, hide_test: bool) -> None:
     """The search's split must exist and must not be a hidden test split; ``hide_test`` needs
     a validation split or folds to evaluate on instead."""
-    has_validation = bool(splitset.fold_count or splitset.count_validation)
+    has_validation = splitset.has_validation
     if search is not None and search.split == "validation" and not has_validation:
         raise ValidationError.expected("search.split", f"'train' or 'test' (splitset {splitset.id} has no validation "
                                        "split or folds)", search.split)
@@ -242,7 +242,7 @@ def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train
             search=None if search is None else search.to_json(), name=name, description=description,
             seed=seed, objective_metric=objective_metric, objective_split=objective_split,
             metric_functions=functions.dumps({n: fn for n, (fn, _) in custom.items()}) if custom else None,
-            metric_directions={n: "minimize" if lower else "maximize" for n, (_, lower) in custom.items()} or None,
+            metric_directions={n: metric_set.direction(n) for n in custom} or None,
             positive_class=positive_class,
         )
         queue = Queue.create(experiment=experiment)

@@ -200,7 +200,7 @@ class Search:
         metric = spec.check(self.metric, "search.metric")
         if self.split not in ("train", "validation", "test"):
             raise ValidationError.expected("search.split", "'train', 'validation' or 'test'", self.split)
-        direction = self.direction or ("minimize" if spec.lower_is_better(metric) else "maximize")
+        direction = self.direction or spec.direction(metric)
         if direction not in ("maximize", "minimize"):
             raise ValidationError.expected("search.direction", "'maximize' or 'minimize'", self.direction)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)

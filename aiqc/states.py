@@ -43,11 +43,6 @@ class JobState(str, enum.Enum):
         return FINISHED
 
     @classmethod
-    def measured(cls) -> frozenset[JobState]:
-        """The states of jobs that were measured: COMPLETE and PRUNED."""
-        return MEASURED
-
-    @classmethod
     def parse_many(cls, states: object, parameter: str = "states") -> list[JobState]:
         """A state name, a member or a list of them as members; a ValidationError otherwise."""
         from aiqc.exceptions import ValidationError

@@ -53,10 +53,6 @@ class Queue(BaseModel):
             counts[row.state] = row.n
         return counts
 
-    def finished_count(self) -> int:
-        """Jobs that are done with: COMPLETE, PRUNED or FAILED."""
-        return self.jobs.where(Job.state.in_(JobState.finished())).count()
-
     @property
     def objective(self) -> tuple[str, str]:
         """(metric, split) that ranks the queue's jobs when none is named: the search's metric

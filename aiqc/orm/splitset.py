@@ -127,6 +127,12 @@ class Splitset(BaseModel):
         return [s for s in ("train", "validation", "test") if getattr(self, f"count_{s}")] if not self.fold_count \
             else ["train", "validation", "test"]
 
+    @property
+    def has_validation(self) -> bool:
+        """Whether jobs can evaluate on something other than test: a validation split, or folds
+        (each fold's held-out rows)."""
+        return bool(self.fold_count or self.count_validation)
+
     def get_fold(self, fold: int | None) -> "Fold | None":
         """The :class:`Fold` with index ``fold`` (checked against the splitset's folds); None for None."""
         if fold is None:
