@@ -14,6 +14,7 @@ exactly as it was.
     │   ├── DatabaseFullError                the disk (or a size limit) has no room left
     │   ├── DatabaseLockedError              another connection held a lock past the busy timeout
     │   ├── DatabaseCorruptError             not a SQLite database, or a damaged one
+    │   ├── DatabaseUnreachableError         the server cannot be reached, or the connection was lost
     │   ├── DatabaseGoneError                the file was deleted or replaced while open
     │   ├── SchemaTooOldError                a required column is missing that no migration adds
     │   ├── SchemaTooNewError                written by a newer aiqc
@@ -21,7 +22,7 @@ exactly as it was.
     ├── NotFoundError (LookupError)          no record with that id
     ├── UserFunctionError                    a user function returned something unusable
     ├── NonFiniteError                       a model's loss, predictions or probabilities are NaN/inf
-    ├── WorkerError                          a worker process died while jobs remained
+    ├── WorkerError                          a worker (process, Ray task) died while jobs remained
     ├── JobPruned                            raised inside fn_train when the pruner stops a job
     └── DataWarning (UserWarning)            a warning about the data: a rare category, an unseen value, a date
 """
@@ -37,6 +38,7 @@ __all__ = [
     "DatabaseFullError",
     "DatabaseLockedError",
     "DatabaseCorruptError",
+    "DatabaseUnreachableError",
     "DatabaseGoneError",
     "SchemaTooOldError",
     "SchemaTooNewError",
@@ -88,6 +90,11 @@ class DatabaseLockedError(DatabaseError):
 
 class DatabaseCorruptError(DatabaseError):
     """The file is not a SQLite database, or its contents are damaged."""
+
+
+class DatabaseUnreachableError(DatabaseError):
+    """The database server cannot be reached (refused, timed out, authentication failed) or
+    the connection to it was lost; the message names host:port, never the password."""
 
 
 class DatabaseGoneError(DatabaseError):

@@ -195,7 +195,7 @@ def predict(job: Any, df: Any) -> "pd.DataFrame":
     import pandas as pd
 
     from aiqc.backends import get_backend
-    from aiqc.orm import database_proxy
+    from aiqc.orm.base import database_key
 
     if job.state is not JobState.COMPLETE:
         raise ValidationError(f"job: expected a {JobState.COMPLETE} job; job {job.id} is {job.state}.")
@@ -218,7 +218,7 @@ def predict(job: Any, df: Any) -> "pd.DataFrame":
     features = encoded.to_numpy()
 
     backend = get_backend(experiment.library)
-    model = _model(job.id, str(database_proxy.obj.database))
+    model = _model(job.id, database_key())
     fn_predict = experiment.load_functions().get("fn_predict")
     if fn_predict is None:
         result = backend.predict(model, features, analysis)

@@ -52,8 +52,10 @@ class Reporter:
             return False
         value = float(value)
         self._history.append(value)
-        (IntermediateValue.insert(job=self.job_id, epoch=epoch, value=value if math.isfinite(value) else None)
-         .on_conflict_replace().execute())
+        stored = value if math.isfinite(value) else None
+        (IntermediateValue.insert(job=self.job_id, epoch=epoch, value=stored)
+         .on_conflict(conflict_target=[IntermediateValue.job, IntermediateValue.epoch],
+                      update={IntermediateValue.value: stored}).execute())
         if self.search.pruner is None or self.pruned:
             return self.pruned
         decide = {"median": self._median, "successive_halving": self._halving}[self.search.pruner]

@@ -53,7 +53,7 @@ class _Measuring:
 
 
 @caches.register
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=48)  # every split of a splitset with up to 15 folds: a worker encodes each once
 def _encoded_samples(database: str, splitset_id: int, fold_index: int | None,
                      split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Encoded arrays of one split, cached per worker: jobs of a queue share them."""
@@ -66,7 +66,7 @@ def _encoded_samples(database: str, splitset_id: int, fold_index: int | None,
 
 
 @caches.register
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _label_encoder(database: str, splitset_id: int, fold_index: int | None) -> Any:
     """The fitted label encoder of a scope (None without one), cached per worker."""
     from aiqc.orm import Splitset
@@ -102,7 +102,7 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
     from contextlib import nullcontext
 
     from aiqc.backends import get_backend
-    from aiqc.orm import database_proxy
+    from aiqc.orm.base import database_key
     from aiqc.pruning import Reporter
 
     analysis = experiment.analysis_type
@@ -110,7 +110,7 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
     splitset = experiment.splitset
     hp = dict(job.hyperparamset.hyperparameters)
     fold_index = job.fold_index
-    database = str(database_proxy.obj.database)
+    database = database_key()
     timings: dict[str, float] = {}
 
     tick = time.perf_counter()

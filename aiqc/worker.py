@@ -1,13 +1,16 @@
-"""Join a queue from another terminal:
+"""Join a queue from another terminal, or from another machine:
 
-    python -m aiqc.worker --queue 3 [--db path/to/aiqc.sqlite3] [--threads 1]
+    python -m aiqc.worker --queue 3 [--db path/to/aiqc.sqlite3 | --db postgresql://...] [--threads 1]
 
-The worker claims jobs from the shared database until none is QUEUED, then exits with
-status 0. It exits with status 1 and one line on stderr when it cannot work (no such
-database file, no such queue) or when the database fails under it (read-only, full, locked,
-corrupt, or the file deleted or replaced: checked between jobs and by the heartbeat; the
-running job goes back to the queue where the file still takes the write), and with status 130 when interrupted (Ctrl-C), after giving
-its running job back to the queue. ``queue.run_jobs(workers=N)`` starts N of these.
+(``aiqc worker`` is the same.) The database is ``--db``, else ``AIQC_DB`` (prefer the variable
+for a PostgreSQL URL: a command line is visible to every user of the machine). The worker
+claims jobs from the shared database until none is QUEUED, then exits with status 0. It exits
+with status 1 and one line on stderr when it cannot work (no such database file, an
+unreachable server, no such queue) or when the database fails under it (read-only, full,
+locked, corrupt, unreachable, or the file deleted or replaced: checked between jobs and by
+the heartbeat; the running job goes back to the queue where the database still takes the
+write), and with status 130 when interrupted (Ctrl-C), after giving its running job back to
+the queue. ``queue.run_jobs(workers=N)`` starts N of these.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     missing) or the database fails under it (a :class:`~aiqc.exceptions.DatabaseError`); 130 when interrupted; argparse's 2 on bad arguments."""
     parser = argparse.ArgumentParser(prog=PROG, description="Run jobs of an aiqc queue.")
     parser.add_argument("--queue", type=int, required=True, help="queue id (queue.id)")
-    parser.add_argument("--db", help="SQLite file (default: AIQC_DB or the user data directory)")
+    parser.add_argument("--db", help="SQLite file or postgresql:// URL (default: AIQC_DB or the user data directory)")
     parser.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads for TF/torch")
     args = parser.parse_args(argv)
 
@@ -70,20 +73,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _open_queue(db: str | None, queue_id: int) -> Any:
-    """Open an existing database (never create one: a worker on a new, empty file would
-    wait for nothing) and return its queue ``queue_id``."""
+    """Open an existing database (never create a SQLite file: a worker on a new, empty file
+    would wait for nothing) and return its queue ``queue_id``."""
     import aiqc
-    from aiqc.config import resolve_db_path
+    from aiqc.database.url import parse
     from aiqc.exceptions import NotFoundError
     from aiqc.orm import Queue
 
-    path, _ = resolve_db_path(db)
-    if not path.is_file():
-        raise NotFoundError(f"--db: expected an existing aiqc database file; {str(path)!r} does not exist.")
-    path = aiqc.setup(path)
+    url = parse(db)
+    if url.is_sqlite and not url.path.is_file():
+        raise NotFoundError(f"--db: expected an existing aiqc database file; {str(url.path)!r} does not exist.")
+    shown = aiqc.setup(url)
     queue = Queue.get_or_none(Queue.id == queue_id)
     if queue is None:
-        raise NotFoundError(f"--queue: expected the id of a queue in {str(path)!r}; received {queue_id}, "
+        raise NotFoundError(f"--queue: expected the id of a queue in {str(shown)!r}; received {queue_id}, "
                             "which no queue has.")
     return queue
 

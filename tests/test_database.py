@@ -56,9 +56,77 @@ def test_missing_directory_is_an_error(tmp_path, db):
     assert not (tmp_path / "nope").exists()
 
 
-def test_url_is_not_supported_yet(db):
-    with pytest.raises(ValidationError, match="db: .*PostgreSQL"):
-        aiqc.setup("postgresql://localhost/aiqc")
+@pytest.mark.parametrize("text, kind, shown", [
+    ("runs.db", "sqlite", "runs.db"),
+    ("sqlite:///runs.db", "sqlite", "runs.db"),
+    ("sqlite:////tmp/runs.db", "sqlite", "/tmp/runs.db"),
+    ("postgresql://ann:p%40ss%3Aw0rd@db.example:6543/team", "postgresql", "postgresql://ann:***@db.example:6543/team"),
+    ("postgres://ann@db.example/team?sslmode=require", "postgresql", "postgresql://ann@db.example:5432/team?sslmode=require"),
+])
+def test_db_urls_parse_and_show_without_their_password(text, kind, shown):
+    from aiqc.database.url import parse
+
+    url = parse(text)
+    assert (url.kind, url.display, str(url)) == (kind, shown, shown)
+    assert "p@ss:w0rd" not in repr(url) + url.display
+    if url.password:
+        assert url.password == "p@ss:w0rd" and parse(url.secret) == url  # the secret form round-trips
+
+
+@pytest.mark.parametrize("text, match", [
+    ("mysql://ann:hunter2@db/x", "unknown scheme 'mysql' \\(mysql://ann:\\*\\*\\*@db/x\\)"),
+    ("postgresql://ann:hunter2@db:notaport/x", "numeric port"),
+    ("postgresql://ann:hunter2@db:5432/", "naming one database"),
+    ("sqlite://runs.db", "sqlite:///relative/path"),
+])
+def test_bad_db_urls_are_validation_errors_that_mask_the_password(db, row_counts, text, match):
+    before = row_counts()
+    with pytest.raises(ValidationError, match=match) as caught:
+        aiqc.setup(text)
+    assert "hunter2" not in str(caught.value) and str(caught.value).startswith("db: expected")
+    assert aiqc.database.current_path() == db and row_counts() == before  # the open database stays open, untouched
+
+
+def test_aiqc_db_may_be_a_url(monkeypatch):
+    from aiqc.database.url import parse
+
+    monkeypatch.setenv("AIQC_DB", "postgresql://ann:hunter2@db.example/team")
+    assert parse(None).display == "postgresql://ann:***@db.example:5432/team"
+
+
+def test_an_unreachable_server_is_one_line_naming_host_and_port_with_the_password_masked(db, row_counts, caplog):
+    import socket
+
+    from aiqc.exceptions import DatabaseUnreachableError
+
+    pytest.importorskip("psycopg")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(DatabaseUnreachableError) as caught:
+        aiqc.setup(f"postgresql://ann:hunter2@127.0.0.1:{port}/team")
+    message = str(caught.value)
+    assert "\n" not in message and f"127.0.0.1:{port}" in message and "postgresql://ann:***@" in message, message
+    assert "hunter2" not in message + caplog.text and "hunter2" not in repr(caught.value.__cause__)
+    assert database_proxy.obj is None or aiqc.database.current_path() == db
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch):
+    import builtins
+
+    from aiqc.exceptions import MissingExtraError
+
+    real_import = builtins.__import__
+
+    def no_psycopg(name, *args, **kwargs):
+        if name == "psycopg" or name.startswith("psycopg."):
+            raise ImportError("No module named 'psycopg'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_psycopg)
+    with pytest.raises(MissingExtraError, match=r"pip install 'aiqc\[postgres\]'") as caught:
+        aiqc.setup("postgresql://ann:hunter2@127.0.0.1:1/team")
+    assert "hunter2" not in str(caught.value)
 
 
 def test_newer_schema_is_refused(tmp_path, db):

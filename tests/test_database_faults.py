@@ -187,7 +187,7 @@ def test_random_bytes_raise_database_corrupt_error_in_setup_and_the_cli(tmp_path
     with pytest.raises(DatabaseCorruptError) as caught:
         aiqc.setup(bad)
     _one_line(caught.value, bad, "cannot open", "not a SQLite database or is corrupt", "restore it")
-    assert database_proxy.obj is None  # nothing half-open stays bound
+    assert aiqc.database.current_path() == db  # nothing half-open is bound: the database open before stays open
     code, err = _cli(capsys, "--db", str(bad), "list")
     assert code == 2 and err.count("\n") == 1 and err.startswith("aiqc: error: db: cannot open"), err
 

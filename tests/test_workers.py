@@ -255,15 +255,15 @@ def _dying_command(code: int = 3) -> list[str]:
 
 
 def test_a_worker_that_dies_at_start_up_makes_run_jobs_raise_with_its_stderr(db, torch_queue, monkeypatch):
-    from aiqc import runner
+    from aiqc.executors import local as runner
     from aiqc.exceptions import WorkerError
 
     queue = torch_queue(job_count=2)
     real, calls = runner.worker_command, []
 
-    def command(queue_id: int, database: str, threads: int) -> list[str]:
+    def command(queue_id: int, threads: int) -> list[str]:
         calls.append(queue_id)
-        return _dying_command() if len(calls) == 1 else real(queue_id, database, threads)
+        return _dying_command() if len(calls) == 1 else real(queue_id, threads)
 
     monkeypatch.setattr(runner, "worker_command", command)
     with pytest.raises(WorkerError) as caught:
@@ -277,34 +277,34 @@ def test_a_worker_that_dies_at_start_up_makes_run_jobs_raise_with_its_stderr(db,
 
 
 def test_every_worker_dying_leaves_the_jobs_queued_and_raises(db, torch_queue, monkeypatch):
-    from aiqc import runner
+    from aiqc.executors import local as runner
     from aiqc.exceptions import WorkerError
 
     queue = torch_queue(job_count=3)
-    monkeypatch.setattr(runner, "worker_command", lambda queue_id, database, threads: _dying_command(1))
+    monkeypatch.setattr(runner, "worker_command", lambda queue_id, threads: _dying_command(1))
     with pytest.raises(WorkerError, match=r"2 of 2 worker process\(es\) of queue \d+ died while jobs remained"):
         queue.run_jobs(workers=2, progress=False)
     assert queue.state_counts()[JobState.QUEUED] == 3
 
 
 def test_workers_that_exit_0_without_working_do_not_pass_silently(db, torch_queue, monkeypatch):
-    from aiqc import runner
+    from aiqc.executors import local as runner
     from aiqc.exceptions import WorkerError
 
     queue = torch_queue(job_count=3)
-    monkeypatch.setattr(runner, "worker_command", lambda queue_id, database, threads: _dying_command(0))
+    monkeypatch.setattr(runner, "worker_command", lambda queue_id, threads: _dying_command(0))
     with pytest.raises(WorkerError, match="exited, yet 3 job"):
         queue.run_jobs(workers=2, progress=False)
 
 
 def test_a_worker_failing_after_the_queue_drained_only_warns(db, torch_queue, monkeypatch):
-    from aiqc import runner
+    from aiqc.executors import local as runner
 
     queue = torch_queue(job_count=2)
     real = runner.worker_command
 
-    def command(queue_id: int, database: str, threads: int) -> list[str]:
-        arguments = real(queue_id, database, threads)[3:]  # after `python -m aiqc.worker`
+    def command(queue_id: int, threads: int) -> list[str]:
+        arguments = real(queue_id, threads)[3:]  # after `python -m aiqc.worker`
         return [sys.executable, "-c", "import sys; from aiqc.worker import main; main(sys.argv[1:]); "
                 "sys.stderr.write('crash at exit\\n'); sys.exit(5)", *arguments]
 
@@ -327,8 +327,10 @@ def test_a_worker_killed_mid_job_makes_run_jobs_raise_after_the_other_finishes(d
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not killed:
-                job = Job.get_or_none((Job.queue == queue.id) & (Job.state == JobState.RUNNING))
-                if job is not None:
+                running = list(Job.select().where((Job.queue == queue.id) & (Job.state == JobState.RUNNING))
+                               .order_by(Job.id))
+                if len(running) == 2:  # both busy: the survivor cannot requeue the job before the driver sees the death
+                    job = running[0]
                     killed.update(job=job.id, pid=int(job.worker.split(":")[1]))
                     os.kill(killed["pid"], signal.SIGKILL)
                 time.sleep(0.05)
@@ -368,7 +370,7 @@ def test_the_worker_command_exits_0_when_drained_and_1_with_one_line_when_it_can
 
 
 def test_workers_get_the_callers_own_folders_on_their_path(tmp_path, monkeypatch):
-    from aiqc.runner import worker_environment
+    from aiqc.executors.local import worker_environment
 
     monkeypatch.setenv("PYTHONPATH", "/already/there")
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])

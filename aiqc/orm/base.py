@@ -41,6 +41,13 @@ def ensure_database() -> pw.Database:
     return database_proxy.obj
 
 
+def database_key() -> str:
+    """What per-process caches key on: the bound database's identity (its URL without the
+    password, or a SQLite file's path), so that two databases never share a cached entry."""
+    database = ensure_database()
+    return getattr(database, "cache_key", None) or str(database.database)
+
+
 def utcnow() -> _dt.datetime:
     """The current time in UTC, as a naive datetime (how the database stores times)."""
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import peewee as pw
 
 from aiqc import caches
-from aiqc.orm.base import BaseModel, JSONField, database_proxy, ensure_database
+from aiqc.orm.base import BaseModel, JSONField, database_key, database_proxy, ensure_database
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,10 +47,10 @@ class _Tabular:
 class Dataset(BaseModel):
     """A stored table. ``sha256`` is the hash of the stored parquet parts, in order."""
 
-    name = pw.CharField(null=True)
+    name = pw.TextField(null=True)
     description = pw.TextField(null=True)
     source = pw.TextField()  # file path, or "pandas.DataFrame"
-    file_format = pw.CharField(default="parquet")
+    file_format = pw.TextField(default="parquet")
     row_count = pw.IntegerField()
     column_count = pw.IntegerField()
     columns = JSONField()
@@ -84,7 +84,7 @@ class Dataset(BaseModel):
     # --- reading -----------------------------------------------------------------
     def to_pandas(self, columns: list[str] | None = None, rows: Any = None) -> "pd.DataFrame":
         """The stored table (or some columns / rows of it), with its original dtypes."""
-        frame = _read_frame(self.id, str(database_proxy.obj.database))
+        frame = _read_frame(self.id, database_key())
         if columns is not None:
             from aiqc.exceptions import ValidationError
 

@@ -22,9 +22,9 @@ class Encoder(BaseModel):
 
     splitset = pw.ForeignKeyField(Splitset, backref="encoders", on_delete="CASCADE")
     fold = pw.ForeignKeyField(Fold, backref="encoders", null=True, on_delete="CASCADE")
-    side = pw.CharField()
+    side = pw.TextField()
     position = pw.IntegerField()  # order among the feature encoders as given
-    class_path = pw.CharField()  # e.g. sklearn.preprocessing._data.StandardScaler
+    class_path = pw.TextField()  # e.g. sklearn.preprocessing._data.StandardScaler
     params = JSONField()
     dtypes = JSONField(null=True)  # as requested
     columns_requested = JSONField(null=True)  # as requested

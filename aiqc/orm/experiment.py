@@ -31,11 +31,11 @@ class Experiment(BaseModel):
     search = JSONField(null=True)  # aiqc.search.Search settings; null for a plain grid
     functions = PickledBlobField()  # sha256 header + cloudpickle of {"fn_build": ..., ...}
     sources = JSONField()  # {"fn_build": "def fn_build(...): ...", ...}
-    name = pw.CharField(null=True)
+    name = pw.TextField(null=True)
     description = pw.TextField(null=True)
     seed = pw.BigIntegerField(null=True)  # every job's seed derives from it; null in files made before it existed
-    objective_metric = pw.CharField(null=True)  # what ranks jobs: the search's metric, make(metric=...) or default
-    objective_split = pw.CharField(null=True)
+    objective_metric = pw.TextField(null=True)  # what ranks jobs: the search's metric, make(metric=...) or default
+    objective_split = pw.TextField(null=True)
     metric_functions = PickledBlobField(null=True)  # sha256 header + cloudpickle of {name: fn(y_true, y_pred, y_prob)}
     metric_directions = JSONField(null=True)  # {name: "maximize" | "minimize"} of the user's metrics
     positive_class = JSONField(null=True)  # binary: the class whose precision / recall / F1 are recorded

@@ -32,18 +32,21 @@ class Queue(BaseModel):
         return export(self, path)
 
     def run_jobs(self, workers: int = 1, *, threads: int | None = None, progress: bool = True,
-                 retry_failed: bool = False) -> Any:
-        """Train every job not yet COMPLETE; returns a :class:`~aiqc.runner.RunSummary`.
+                 retry_failed: bool = False, executor: Any = None) -> Any:
+        """Train every job not yet COMPLETE; returns a :class:`~aiqc.executors.RunSummary`.
 
         ``workers=1`` runs jobs one at a time in this process; ``workers=N`` starts N local
         worker processes (``python -m aiqc.worker``) that claim jobs from the database, so no job runs twice.
+        ``executor=`` picks where instead: ``aiqc.executors.InProcess()``, ``Processes(workers=N)``
+        or ``Ray(address=None, cpus_per_job=1, gpus_per_job=0)``.
         Calling it again after a crash or Ctrl-C finishes exactly the remaining jobs;
         FAILED jobs stay failed unless ``retry_failed=True``. ``threads`` caps each worker's TF/torch intra-op threads
         (default: CPU cores / workers).
         """
-        from aiqc.runner import run_queue
+        from aiqc.executors import run_queue
 
-        return run_queue(self, workers=workers, threads=threads, progress=progress, retry_failed=retry_failed)
+        return run_queue(self, workers=workers, threads=threads, progress=progress, retry_failed=retry_failed,
+                         executor=executor)
 
     def state_counts(self) -> dict[JobState, int]:
         """Jobs per state, every state present (zero where none)."""
@@ -171,7 +174,7 @@ class Job(BaseModel):
     repeat_index = pw.IntegerField()
     seed = pw.IntegerField()
     state = EnumField(JobState, default=JobState.QUEUED, index=True)
-    worker = pw.CharField(null=True)  # "host:pid:token" of the worker running it
+    worker = pw.TextField(null=True)  # "host:pid:token" of the worker running it
     attempts = pw.IntegerField(default=0)
     heartbeat_at = pw.DateTimeField(null=True)
     started_at = pw.DateTimeField(null=True)

@@ -20,8 +20,8 @@ class Label(BaseModel):
     """The label column of a dataset: the column predicted, its dtype and its classes."""
 
     dataset = pw.ForeignKeyField(Dataset, backref="labels", on_delete="CASCADE")
-    column = pw.CharField()
-    dtype = pw.CharField()
+    column = pw.TextField()
+    dtype = pw.TextField()
     categorical = pw.BooleanField()  # text/bool/integer labels are split by class
     classes = JSONField(null=True)  # sorted class values; null for a continuous label
     unique_count = pw.IntegerField()

@@ -12,5 +12,5 @@ SCHEMA_VERSION = 1
 class SchemaInfo(BaseModel):
     """One row per fact: ``schema_version`` is written when the tables are created."""
 
-    key = pw.CharField(unique=True)
+    key = pw.TextField(unique=True)
     value = pw.TextField()

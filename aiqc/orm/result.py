@@ -13,8 +13,8 @@ class Metric(BaseModel):
     """One metric of a job on one split, e.g. validation accuracy."""
 
     job = pw.ForeignKeyField(Job, backref="metric_rows", on_delete="CASCADE")
-    split = pw.CharField()  # train / validation / test
-    name = pw.CharField()  # accuracy, f1, roc_auc, r2, ...
+    split = pw.TextField()  # train / validation / test
+    name = pw.TextField()  # accuracy, f1, roc_auc, r2, ...
     value = pw.FloatField(null=True)  # null where undefined (e.g. roc_auc of one class)
 
     class Meta:
@@ -26,7 +26,7 @@ class HistoryEntry(BaseModel):
 
     job = pw.ForeignKeyField(Job, backref="history_rows", on_delete="CASCADE")
     epoch = pw.IntegerField()
-    name = pw.CharField()  # loss, val_loss, accuracy, ...
+    name = pw.TextField()  # loss, val_loss, accuracy, ...
     value = pw.FloatField(null=True)
 
     class Meta:
@@ -48,7 +48,7 @@ class Prediction(BaseModel):
     """A job's predictions on one split: the dataset rows, predictions and class probabilities."""
 
     job = pw.ForeignKeyField(Job, backref="prediction_rows", on_delete="CASCADE")
-    split = pw.CharField()
+    split = pw.TextField()
     indices = ArrayField()  # dataset rows, aligned with predictions
     predictions = ArrayField()  # class indices (classification) or values (regression)
     probabilities = ArrayField(null=True)

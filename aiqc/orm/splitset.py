@@ -34,14 +34,14 @@ class Splitset(BaseModel):
 
     label = pw.ForeignKeyField(Label, backref="splitsets", on_delete="CASCADE")
     feature = pw.ForeignKeyField(Feature, backref="splitsets", on_delete="CASCADE")
-    name = pw.CharField(null=True)
+    name = pw.TextField(null=True)
     description = pw.TextField(null=True)
     size_test = pw.FloatField()
     size_validation = pw.FloatField(null=True)
     bin_count = pw.IntegerField(null=True)
     fold_count = pw.IntegerField(null=True)
     random_state = pw.IntegerField()
-    stratify = pw.CharField()  # "classes", "bins" or "none"
+    stratify = pw.TextField()  # "classes", "bins" or "none"
     count_train = pw.IntegerField()
     count_validation = pw.IntegerField()
     count_test = pw.IntegerField()
