@@ -36,6 +36,7 @@ _LAZY = {
     "JobState": "aiqc.states",
     "datum": None,
     "plots": None,
+    "executors": None,
 }
 _ALIASES = {"torch_fit": ("aiqc.backends.pytorch", "fit"), "record_epoch": ("aiqc.backends.pytorch", "record_epoch"),
             "list_queues": ("aiqc.results", "list_queues"), "list_experiments": ("aiqc.results", "list_experiments"),
@@ -44,10 +45,10 @@ _ALIASES = {"torch_fit": ("aiqc.backends.pytorch", "fit"), "record_epoch": ("aiq
 __all__ = ["setup", "destroy_db", "exceptions", "datum", "Pipeline", "Dataset", "Label", "Feature",
            "Splitset", "Fold", "Encoder", "Experiment", "Queue", "Job", "JobState", "torch_fit", "record_epoch",
            "list_queues", "list_experiments", "list_datasets", "list_splitsets", "plots",
-           "__version__"]
+           "executors", "__version__"]
 
 if TYPE_CHECKING:
-    from aiqc import datum
+    from aiqc import datum, executors
     from aiqc.backends.pytorch import fit as torch_fit, record_epoch
     from aiqc.orm import Dataset, Encoder, Experiment, Feature, Fold, Job, JobState, Label, Queue, Splitset
     from aiqc.pipeline import Pipeline

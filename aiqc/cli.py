@@ -24,7 +24,8 @@ logger = logging.getLogger("aiqc")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiqc", description="Run and inspect aiqc experiments.")
-    parser.add_argument("--db", help="SQLite file (default: the config's db, AIQC_DB, or the user data directory)")
+    parser.add_argument("--db", help="SQLite file or postgresql://user:password@host:port/dbname (default: the "
+                        "config's db, AIQC_DB, or the user data directory; prefer AIQC_DB for a password)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

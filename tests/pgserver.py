@@ -13,6 +13,7 @@ The fixtures that use it live in ``tests/conftest.py``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import importlib
 import os
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 USER = "aiqc"
 #: distinctive, so that a test can check it is never shown
@@ -196,3 +198,19 @@ class PostgresServer:
 
         with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10) as connection:
             connection.execute(sql)
+
+
+@contextlib.contextmanager
+def running_server() -> Iterator[PostgresServer]:
+    """A throwaway server for the block (bench/scale.py); raises RuntimeError with what to
+    install when the binaries or psycopg are missing."""
+    if not psycopg_available():
+        raise RuntimeError(MISSING_PSYCOPG)
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError(MISSING_BINARIES)
+    server = PostgresServer(bin_dir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
