@@ -241,6 +241,20 @@ def test_abandoned_jobs_are_requeued(storage: str) -> None:
     assert requeue_abandoned(queue.id) == 0
 
 
+def test_a_worker_of_this_very_process_keeps_its_job_while_it_runs(storage: str) -> None:
+    """Workers in threads or Ray actors share a PID: a job held by a worker of this process is
+    requeued only once that worker stopped running (a claim cut short by Ctrl-C)."""
+    from aiqc.runner import claim, requeue_abandoned, running_here, worker_id
+
+    queue = _torch_queue(2)
+    with running_here(worker_id()) as worker:
+        job_id = claim(queue.id, worker)
+        assert requeue_abandoned(queue.id) == 0  # e.g. another thread's worker looking
+        assert Job.get_by_id(job_id).state is JobState.RUNNING
+    assert requeue_abandoned(queue.id) == 1  # its worker is gone
+    assert Job.get_by_id(job_id).state is JobState.QUEUED
+
+
 # --- 4. schema version and migration --------------------------------------------------------------------
 def test_schema_version_and_additive_migration(storage: str) -> None:
     """The recorded schema version is this aiqc's; a nullable column missing from an older database
