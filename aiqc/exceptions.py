@@ -137,10 +137,10 @@ class NonFiniteError(AIQCError):
 
 
 class WorkerError(AIQCError):
-    """A worker process of ``run_jobs(workers=N)`` exited with an error or was killed while
-    jobs were still queued or running; the message names the worker, its exit status and the
-    end of its stderr. The jobs it left running went back to the queue: ``run_jobs()`` again
-    finishes them."""
+    """A worker (a process of ``run_jobs(workers=N)``, or a Ray task of ``executor=Ray(...)``)
+    exited with an error, failed or was killed while jobs were still queued or running; the
+    message names it and why (exit status and the end of its stderr, or the error the task
+    raised). The jobs it left running went back to the queue: ``run_jobs()`` again finishes them."""
 
 
 class JobPruned(AIQCError):

@@ -137,3 +137,31 @@ def analysis_splitsets() -> dict[str, int]:
                                         label_encoder=dict(sklearn_preprocess=OrdinalEncoder()),
                                         feature_cols_excluded="diagnosis", size_validation=0.1)
     return {"classification_multi": iris.id, "regression": diabetes.id, "classification_binary": cancer.id}
+
+
+def torch_train_killed_once(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    """torch_train, but the first job to find no ``marker`` file creates it and kills its own
+    process (SIGKILL: no handler runs, as after the kernel's OOM killer)."""
+    import signal
+
+    marker = hp.get("marker")
+    if marker:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # one job wins, however many run
+        except FileExistsError:
+            pass
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp)
+
+
+def torch_train_database_fault_once(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    """torch_train, but the first job to find no ``marker`` file creates it and raises a
+    database fault, which ends its worker (the job goes back to the queue)."""
+    from aiqc.exceptions import DatabaseUnreachableError
+
+    try:
+        os.close(os.open(hp["marker"], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp)
+    raise DatabaseUnreachableError("the server went away (a test's fault)")

@@ -4,9 +4,11 @@ from the database (which records every job's state, whoever runs it)."""
 from __future__ import annotations
 
 import abc
+import contextlib
+import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from aiqc.orm import Queue
 from aiqc.states import JobState
@@ -38,13 +40,17 @@ class RunSummary:
                    counts[JobState.RUNNING], ran, interrupted, counts[JobState.PRUNED])
 
 
+logger = logging.getLogger(__name__)
+
+
 class Executor(abc.ABC):
     """Where a queue's jobs run. Every executor's workers claim jobs from the database, so a
     queue can be shared by executors of several kinds at once (and by ``aiqc worker``
     processes started by hand), and each job still runs exactly once."""
 
-    #: worker processes (or tasks) this executor runs at once; sets the default threads per worker
-    workers: int = 1
+    #: worker processes (or tasks) this executor runs at once; sets the default threads per
+    #: worker (None: decided at run time, e.g. from a cluster's resources)
+    workers: int | None = 1
 
     def check(self, queue: Queue) -> None:
         """Refuse, before anything runs or is written, what cannot work with this database."""
@@ -57,7 +63,7 @@ class Executor(abc.ABC):
 
     def default_threads(self) -> int:
         """Intra-op threads per worker by default: this machine's cores shared among its workers."""
-        return max(1, (os.cpu_count() or 1) // max(1, self.workers))
+        return max(1, (os.cpu_count() or 1) // max(1, self.workers or 1))
 
 
 def finished(counts: dict[JobState, int]) -> int:
@@ -82,3 +88,25 @@ def show_progress(bar: Any, counts: dict[JobState, int]) -> None:
 def finished_since(before: dict[JobState, int], after: dict[JobState, int]) -> int:
     """Jobs that reached a finished state between two counts."""
     return sum(max(0, after[s] - before[s]) for s in JobState.finished())
+
+
+@contextlib.contextmanager
+def stopping_workers_on_error(queue: Queue, stop: Callable[[], None]) -> Iterator[None]:
+    """Any error in the block (Ctrl-C above all) calls ``stop`` (no worker outlives
+    ``run_jobs``), then puts the jobs the workers left running back in the queue, and
+    re-raises. Not after the database file was deleted or replaced: a write would go to the
+    deleted file."""
+    from aiqc.exceptions import DatabaseGoneError
+    from aiqc.runner import requeue_abandoned
+
+    try:
+        yield
+    except BaseException as error:
+        stop()
+        if not isinstance(error, DatabaseGoneError):
+            try:
+                requeue_abandoned(queue.id)
+            except Exception:  # noqa: BLE001 - must not mask the error being raised
+                logger.warning("could not requeue the jobs the workers left running; the next run_jobs() will",
+                               exc_info=True)
+        raise

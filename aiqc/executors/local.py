@@ -27,8 +27,8 @@ from typing import IO, Any
 
 from aiqc.config import ENV_DB
 from aiqc.database import check_file, current_url
-from aiqc.exceptions import DatabaseGoneError, ValidationError
-from aiqc.executors._base import Executor, RunSummary, finished_since, show_progress
+from aiqc.exceptions import ValidationError
+from aiqc.executors._base import Executor, RunSummary, finished_since, show_progress, stopping_workers_on_error
 from aiqc.orm import Job, Queue
 from aiqc.runner import requeue_abandoned, work
 from aiqc.states import JobState
@@ -92,14 +92,14 @@ def worker_environment() -> dict[str, str]:
         environment[ENV_DB] = url.secret
     entries = [os.path.abspath(entry or os.curdir) for entry in sys.path]
     inherited = [entry for entry in environment.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    folders = [entry for entry in entries if _own_folder(entry)]
+    folders = [entry for entry in entries if own_folder(entry)]
     pythonpath = list(dict.fromkeys(folders + inherited))
     if pythonpath:
         environment["PYTHONPATH"] = os.pathsep.join(pythonpath)
     return environment
 
 
-def _own_folder(entry: str) -> bool:
+def own_folder(entry: str) -> bool:
     """Whether a ``sys.path`` entry is a folder of the user's (not the interpreter's, not an installed package's)."""
     if not os.path.isdir(entry) or {"site-packages", "dist-packages"} & set(Path(entry).parts):
         return False
@@ -155,22 +155,13 @@ def _run_processes(queue: Queue, workers: int, threads: int, bar: Any) -> int:
     before = queue.state_counts()
     started: list[_Worker] = []
     with contextlib.ExitStack() as files:
-        try:
+        with stopping_workers_on_error(queue, lambda: _stop(started)):
             for number in range(1, workers + 1):
                 stderr = files.enter_context(tempfile.TemporaryFile(prefix="aiqc-worker-", suffix=".stderr"))
                 process = subprocess.Popen(worker_command(queue.id, threads), env=environment,
                                            stdin=subprocess.DEVNULL, stderr=stderr)
                 started.append(_Worker(number, process, stderr))
             _follow(queue, started, bar)
-        except BaseException as error:  # Ctrl-C above all: no worker outlives run_jobs
-            _stop(started)
-            if not isinstance(error, DatabaseGoneError):
-                try:
-                    requeue_abandoned(queue.id)
-                except Exception:  # noqa: BLE001 - must not mask the error being raised
-                    logger.warning("could not requeue the jobs the workers left running; the next run_jobs() "
-                                   "will", exc_info=True)
-            raise
         check_file()  # deleted or replaced while the workers ran: their results are lost
         requeue_abandoned(queue.id)  # whatever a dead worker left running
         after = queue.state_counts()
