@@ -231,6 +231,27 @@ def release(job_id: int, worker: str) -> None:
      .where((Job.id == job_id) & (Job.worker == worker) & (Job.state == JobState.RUNNING)).execute())
 
 
+def _start_up(queue_id: int, threads: int | None, cache: dict) -> None:
+    """Pay a worker's start-up before its first claim, when there is a job to run: the
+    library, the user's functions and the encoded data of the next job's scope (see
+    :func:`aiqc.training.prepare`). A failure here is left to the job that meets it (it
+    fails the job, with its traceback, rather than the worker)."""
+    from aiqc.training import prepare
+
+    job = Job.select().where((Job.queue == queue_id) & (Job.state == JobState.QUEUED)).order_by(Job.id).first()
+    if job is None:
+        return
+    experiment = job.queue.experiment
+    try:
+        cache[experiment.id] = experiment.load_functions()
+        prepare(job, experiment, threads)
+    except DatabaseError:
+        raise
+    except Exception:  # noqa: BLE001 - the job that meets it again fails with the traceback
+        cache.pop(experiment.id, None)
+        logger.debug("start-up of a worker of queue %s failed; the first job will say why", queue_id, exc_info=True)
+
+
 def run_one(job_id: int, worker: str, threads: int | None, cache: dict) -> JobState:
     """Run a claimed job to COMPLETE or FAILED (a KeyboardInterrupt puts it back)."""
     from aiqc.training import run_job
@@ -288,6 +309,7 @@ def work(queue_id: int, threads: int | None = None, on_done: Any = None) -> int:
     check_file()
     with running_here(worker_id()) as worker:
         requeue_abandoned(queue_id)
+        _start_up(queue_id, threads, cache)
         while True:
             check_file()  # between jobs: deleted or replaced under this worker, it stops
             job_id = claim(queue_id, worker)

@@ -96,6 +96,21 @@ def evaluation_splits(splitset: Any, hide_test: bool, fold_index: int | None) ->
     return evaluate, splits
 
 
+def prepare(job: Any, experiment: Any, threads: int | None = None) -> None:
+    """A worker's start-up, paid once before its first claim: the library imported, configured
+    and warmed up, and the encoded samples of ``job``'s scope (its fold's or the splitset's)
+    cached, so that later jobs reuse them and no job's time includes them."""
+    from aiqc.backends import get_backend
+    from aiqc.orm.base import database_key
+
+    backend = get_backend(experiment.library)
+    backend.configure(threads=threads, seed=None)
+    backend.warm_up()
+    _, splits = evaluation_splits(experiment.splitset, experiment.hide_test, job.fold_index)
+    for split in splits:
+        _encoded_samples(database_key(), experiment.splitset_id, job.fold_index, split)
+
+
 def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int | None = None) -> JobOutcome:
     """Train ``job`` and measure it on every split."""
     import time

@@ -148,16 +148,27 @@ def test_a_task_that_fails_for_good_is_a_worker_error_and_run_jobs_again_finishe
     _assert_each_job_recorded_once(queue)
 
 
-def test_ctrl_c_cancels_the_tasks_and_their_jobs_go_back_to_the_queue(db: Path) -> None:
-    queue = _queue(6, sleep=1.0)
+def test_ctrl_c_cancels_the_tasks_and_their_jobs_go_back_to_the_queue(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiqc.executors import ray as ray_executor
 
-    def interrupt_after_the_first_job() -> None:
+    queue = _queue(6, sleep=1.0)
+    stopping, real_stop = threading.Event(), ray_executor._stop
+
+    def stop(*args: Any, **kwargs: Any) -> None:
+        stopping.set()
+        real_stop(*args, **kwargs)
+
+    monkeypatch.setattr(ray_executor, "_stop", stop)
+
+    def interrupt_once_both_tasks_run() -> None:
         deadline = time.monotonic() + 60
         while queue.state_counts()[JobState.RUNNING] < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        _thread.interrupt_main()
+        while not stopping.is_set() and time.monotonic() < deadline:  # one Ctrl-C, resent if Ray's wait swallowed it
+            _thread.interrupt_main()
+            stopping.wait(1.0)
 
-    threading.Thread(target=interrupt_after_the_first_job, daemon=True).start()
+    threading.Thread(target=interrupt_once_both_tasks_run, daemon=True).start()
     with pytest.warns(RuntimeWarning, match="interrupted"):
         summary = queue.run_jobs(executor=Ray(), threads=1, progress=False)
     assert summary.interrupted and summary.running == 0 and summary.queued >= 2
@@ -251,7 +262,7 @@ def test_workers_and_an_executor_together_are_refused(db: Path) -> None:
 
 # --- 4. a queue shared by Ray tasks and an `aiqc worker` started by hand ------------------------------
 def test_a_queue_shared_by_ray_tasks_and_an_aiqc_worker_process(storage: str) -> None:
-    queue = _queue(6, sleep=0.5)
+    queue = _queue(6, sleep=2.0)  # 12 s for the worker alone: the Ray tasks start (~4 s) in time to share
     pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
     worker = subprocess.Popen([sys.executable, "-m", "aiqc.worker", "--queue", str(queue.id), "--threads", "1"],
                               env={**os.environ, "AIQC_DB": storage, "PYTHONPATH": pythonpath},

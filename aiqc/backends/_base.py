@@ -92,6 +92,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _configure(self, threads: int | None, seed: int | None) -> None: ...
 
+    def warm_up(self) -> None:
+        """Load what a first job would load lazily (the library and its lazily imported
+        parts), so that a worker pays it once before its first claim and no job's time
+        includes it. Call after :meth:`configure`."""
+        self.import_library()
+
     @abc.abstractmethod
     def is_model(self, obj: Any) -> bool:
         """Whether ``obj`` is a model of this library (what fn_build and fn_train must return)."""

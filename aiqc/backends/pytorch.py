@@ -72,6 +72,11 @@ class TorchBackend(Backend):
         if seed is not None:
             torch.manual_seed(seed)  # CPU and every CUDA device
 
+    def warm_up(self) -> None:
+        """Import torch, and what its first optimizer imports lazily (``torch._dynamo``, ~1 s)."""
+        torch = self.import_library()
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
     def is_model(self, obj: Any) -> bool:
         return isinstance(obj, self.import_library().nn.Module)
 
