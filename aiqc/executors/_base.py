@@ -110,3 +110,16 @@ def stopping_workers_on_error(queue: Queue, stop: Callable[[], None]) -> Iterato
                 logger.warning("could not requeue the jobs the workers left running; the next run_jobs() will",
                                exc_info=True)
         raise
+
+
+def settle(queue: Queue, bar: Any) -> dict[JobState, int]:
+    """Once every worker has ended: refuse results a deleted or replaced database file lost,
+    requeue whatever a dead worker left running, show the final counts and return them."""
+    from aiqc.database import check_file
+    from aiqc.runner import requeue_abandoned
+
+    check_file()
+    requeue_abandoned(queue.id)
+    counts = queue.state_counts()
+    show_progress(bar, counts)
+    return counts

@@ -28,7 +28,8 @@ from typing import IO, Any
 from aiqc.config import ENV_DB
 from aiqc.database import check_file, current_url
 from aiqc.exceptions import ValidationError
-from aiqc.executors._base import Executor, RunSummary, finished_since, show_progress, stopping_workers_on_error
+from aiqc.executors._base import (Executor, RunSummary, finished_since, settle, show_progress,
+                                  stopping_workers_on_error)
 from aiqc.orm import Job, Queue
 from aiqc.runner import requeue_abandoned, work
 from aiqc.states import JobState
@@ -162,10 +163,7 @@ def _run_processes(queue: Queue, workers: int, threads: int, bar: Any) -> int:
                                            stdin=subprocess.DEVNULL, stderr=stderr)
                 started.append(_Worker(number, process, stderr))
             _follow(queue, started, bar)
-        check_file()  # deleted or replaced while the workers ran: their results are lost
-        requeue_abandoned(queue.id)  # whatever a dead worker left running
-        after = queue.state_counts()
-        show_progress(bar, after)
+        after = settle(queue, bar)
         _check_workers(queue, started, after)
     return finished_since(before, after)
 

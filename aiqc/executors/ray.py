@@ -40,7 +40,8 @@ from urllib.parse import urlsplit
 from aiqc.database import check_file, current_url
 from aiqc.database.url import DatabaseURL
 from aiqc.exceptions import MissingExtraError, ValidationError, WorkerError
-from aiqc.executors._base import Executor, RunSummary, finished_since, show_progress, stopping_workers_on_error
+from aiqc.executors._base import (Executor, RunSummary, finished_since, settle, show_progress,
+                                  stopping_workers_on_error)
 from aiqc.executors.local import own_folder
 from aiqc.orm import Queue
 from aiqc.runner import requeue_abandoned
@@ -201,10 +202,7 @@ class Ray(Executor):
             for number in range(1, count + 1):
                 tasks.append(_Task(number, remote.remote(url.secret, queue.id, threads, folders)))
             _follow(ray, queue, tasks, url, bar)
-        check_file()  # deleted or replaced while the tasks ran: their results are lost
-        requeue_abandoned(queue.id)  # whatever a dead task left running
-        after = queue.state_counts()
-        show_progress(bar, after)
+        after = settle(queue, bar)
         _check_tasks(queue, tasks, after)
         return finished_since(before, after)
 
