@@ -155,6 +155,15 @@ def torch_train_killed_once(model, loser, optimizer, samples_train, samples_eval
     return torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp)
 
 
+def torch_train_held(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    """torch_train, but it first waits while the ``hold`` file exists (at most 120 s): jobs stay
+    RUNNING until the test lets them go, however slowly their workers started."""
+    deadline = time.monotonic() + 120
+    while os.path.exists(hp["hold"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp)
+
+
 def torch_train_database_fault_once(model, loser, optimizer, samples_train, samples_evaluate, **hp):
     """torch_train, but the first job to find no ``marker`` file creates it and raises a
     database fault, which ends its worker (the job goes back to the queue)."""

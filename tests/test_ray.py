@@ -148,11 +148,14 @@ def test_a_task_that_fails_for_good_is_a_worker_error_and_run_jobs_again_finishe
     _assert_each_job_recorded_once(queue)
 
 
-def test_ctrl_c_cancels_the_tasks_and_their_jobs_go_back_to_the_queue(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_cancels_the_tasks_and_their_jobs_go_back_to_the_queue(db: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from aiqc.executors import ray as ray_executor
 
-    queue = _queue(6, sleep=1.0)
-    stopping, real_stop = threading.Event(), ray_executor._stop
+    hold = tmp_path / "hold"
+    hold.touch()  # the jobs wait on it: both tasks are surely RUNNING when Ctrl-C comes
+    queue = _queue(6, fn_train=fns.torch_train_held, hold=str(hold))
+    stopping, done, real_stop = threading.Event(), threading.Event(), ray_executor._stop
 
     def stop(*args: Any, **kwargs: Any) -> None:
         stopping.set()
@@ -161,20 +164,28 @@ def test_ctrl_c_cancels_the_tasks_and_their_jobs_go_back_to_the_queue(db: Path, 
     monkeypatch.setattr(ray_executor, "_stop", stop)
 
     def interrupt_once_both_tasks_run() -> None:
-        deadline = time.monotonic() + 60
-        while queue.state_counts()[JobState.RUNNING] < 2 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while not done.is_set() and time.monotonic() < deadline:
+            if queue.state_counts()[JobState.RUNNING] >= 2:
+                break
             time.sleep(0.1)
-        while not stopping.is_set() and time.monotonic() < deadline:  # one Ctrl-C, resent if Ray's wait swallowed it
-            _thread.interrupt_main()
+        while not (stopping.is_set() or done.is_set()) and time.monotonic() < deadline:
+            _thread.interrupt_main()  # one Ctrl-C, resent if Ray's wait swallowed it
             stopping.wait(1.0)
 
-    threading.Thread(target=interrupt_once_both_tasks_run, daemon=True).start()
-    with pytest.warns(RuntimeWarning, match="interrupted"):
-        summary = queue.run_jobs(executor=Ray(), threads=1, progress=False)
-    assert summary.interrupted and summary.running == 0 and summary.queued >= 2
+    interrupter = threading.Thread(target=interrupt_once_both_tasks_run, daemon=True)
+    interrupter.start()
+    try:
+        with pytest.warns(RuntimeWarning, match="interrupted"):
+            summary = queue.run_jobs(executor=Ray(), threads=1, progress=False)
+    finally:
+        done.set()  # never a stray Ctrl-C (or query) in a later test
+        interrupter.join()
+    assert summary.interrupted and summary.running == 0 and summary.queued == 6
     interrupted = [j for j in queue.jobs if j.state is JobState.QUEUED and j.attempts == 1]
     assert len(interrupted) == 2, [(j.id, j.state, j.attempts) for j in queue.jobs]
     assert all(j.started_at is None for j in interrupted)  # given back by the task itself (runner.release)
+    hold.unlink()
     summary = queue.run_jobs(executor=Ray(), threads=1, progress=False)
     assert (summary.complete, summary.queued, summary.running) == (6, 0, 0)
     _assert_each_job_recorded_once(queue)
