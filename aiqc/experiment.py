@@ -255,11 +255,17 @@ def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train
 
 
 def add_trial(experiment: Any, queue: Any, index: int, combination: dict, seed: int | None) -> Any:
-    """A Hyperparamset and its jobs (one per repeat x fold), QUEUED: one trial of a sampled search."""
+    """A Hyperparamset and its jobs (one per repeat x fold), QUEUED: one trial of a sampled
+    search, in the caller's transaction. Raises ``peewee.IntegrityError`` (whatever the
+    database's driver) when the experiment has a trial ``index`` already: another worker
+    added it first."""
+    from peewee import __exception_wrapper__ as as_peewee_error  # what peewee's own queries raise through
+
     from aiqc.orm import Fold, Hyperparamset
 
     folds = list(experiment.splitset.folds.order_by(Fold.fold_index)) or [None]
-    (hyperparamset_id,) = _write_batch(experiment, queue, index, [combination], seed, folds)
+    with as_peewee_error:  # _write_batch writes through the driver's cursor
+        (hyperparamset_id,) = _write_batch(experiment, queue, index, [combination], seed, folds)
     return Hyperparamset(id=hyperparamset_id, experiment=experiment, index=index, hyperparameters=combination)
 
 

@@ -1,4 +1,9 @@
-"""Metrics, computed with scikit-learn on stored predictions.
+"""Metrics of stored predictions, computed as scikit-learn defines them.
+
+Each split's class-based metrics derive from one confusion matrix (:class:`Confusion`), its
+ranking metrics from one sort per class, its regression metrics from one residual: the values
+are scikit-learn's (tests/test_metric_equivalence.py compares them on random and degenerate
+splits), without paying scikit-learn's input checks once per metric.
 
 This module knows metrics, not analysis types: :mod:`aiqc.analysis` says which set applies
 to which type and hands these functions class indices and probability matrices.
@@ -28,10 +33,8 @@ precision without a positive row, anything on non-finite model outputs) is NaN, 
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -158,18 +161,6 @@ def parse_custom(metrics: Any, reserved: tuple[str, ...], parameter: str = "metr
     return out
 
 
-@contextlib.contextmanager
-def _quiet_sklearn() -> Iterator[None]:
-    """Inputs come from aiqc itself: skipping scikit-learn's argument validation halves the
-    cost of a job's bookkeeping without changing any value; warnings (r2 of one row) are
-    answered by NaN."""
-    import sklearn
-
-    with sklearn.config_context(skip_parameter_validation=True), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
 def class_indices(values: np.ndarray) -> np.ndarray:
     """Encoded labels or predictions -> class index per row (one-hot rows: their argmax)."""
     values = np.asarray(values)
@@ -178,26 +169,177 @@ def class_indices(values: np.ndarray) -> np.ndarray:
     return values.reshape(-1).round().astype(np.int64)
 
 
+# --- regression -----------------------------------------------------------------------------
 def regression(y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    """The regression metrics of one split; NaN for all of them on non-finite predictions."""
-    from sklearn import metrics as m
+    """The regression metrics of one split; NaN for all of them on non-finite predictions.
 
+    As scikit-learn's ``r2_score``, ``mean_squared_error``, ``mean_absolute_error``,
+    ``explained_variance_score`` (``force_finite=True``: 1.0 for perfect predictions of a
+    constant truth, 0.0 for imperfect ones; r2 of fewer than two rows is NaN) and
+    ``root_mean_squared_error``, each averaged uniformly over the outputs, from one residual.
+    """
     y_true, predictions = (np.asarray(a, dtype=np.float64) for a in (y_true, predictions))
     if y_true.ndim == 2 and y_true.shape[1] == 1:
         y_true = y_true[:, 0]
     predictions = predictions.reshape(y_true.shape)
     if not np.isfinite(predictions).all():
         return dict.fromkeys((d.name for d in REGRESSION), NAN)
-    with _quiet_sklearn():
-        # as sklearn's root_mean_squared_error (>= 1.4): the square root per output, then the mean
-        rmse = np.sqrt(m.mean_squared_error(y_true, predictions, multioutput="raw_values")).mean()
-        return {
-            "r2": float(m.r2_score(y_true, predictions)),
-            "mse": float(m.mean_squared_error(y_true, predictions)),
-            "mae": float(m.mean_absolute_error(y_true, predictions)),
-            "explained_variance": float(m.explained_variance_score(y_true, predictions)),
-            "rmse": float(rmse),
-        }
+    truth = y_true.reshape(len(y_true), -1)  # (rows, outputs), as scikit-learn reshapes them
+    residuals = truth - predictions.reshape(truth.shape)
+    squared = (residuals ** 2).mean(axis=0)
+    spread = truth - truth.mean(axis=0)
+    r2 = (_explained(np.sum(residuals ** 2, axis=0), np.sum(spread ** 2, axis=0)) if len(truth) >= 2 else NAN)
+    unexplained = ((residuals - residuals.mean(axis=0)) ** 2).mean(axis=0)
+    return {
+        "r2": r2,
+        "mse": float(squared.mean()),
+        "mae": float(np.abs(residuals).mean(axis=0).mean()),
+        "explained_variance": _explained(unexplained, (spread ** 2).mean(axis=0)),
+        "rmse": float(np.sqrt(squared).mean()),
+    }
+
+
+def _explained(numerator: np.ndarray, denominator: np.ndarray) -> float:
+    """``1 - numerator / denominator`` per output, averaged, with scikit-learn's
+    ``force_finite``: 1.0 where the numerator is 0, 0.0 where only the denominator is."""
+    scores = np.ones_like(numerator)
+    defined = (numerator != 0) & (denominator != 0)
+    scores[defined] = 1 - numerator[defined] / denominator[defined]
+    scores[(numerator != 0) & (denominator == 0)] = 0.0
+    return float(scores.mean())
+
+
+# --- classification ---------------------------------------------------------------------------
+class Confusion:
+    """The counts of one split that every class-based metric is derived from: a confusion
+    matrix (truth in rows, predictions in columns) over :attr:`classes`, every class of
+    ``labels``, the truth or the predictions, sorted. Values outside ``labels`` are counted,
+    as scikit-learn counts them (a prediction of an unknown class is a miss)."""
+
+    def __init__(self, y_true: np.ndarray, predictions: np.ndarray, labels: Any = ()):
+        y_true, predictions = np.asarray(y_true).reshape(-1), np.asarray(predictions).reshape(-1)
+        labels = np.asarray(labels).reshape(-1)
+        self.classes, inverse = np.unique(np.concatenate([labels, y_true, predictions]), return_inverse=True)
+        truth, predicted = np.split(inverse[len(labels):], [len(y_true)])
+        k = len(self.classes)
+        self.matrix = np.bincount(truth * k + predicted, minlength=k * k).reshape(k, k)
+        self.tp = np.diagonal(self.matrix)
+        self.true = self.matrix.sum(axis=1)
+        self.predicted = self.matrix.sum(axis=0)
+
+    def positions(self, labels: Any) -> np.ndarray:
+        """Where ``labels`` (classes counted here) are in :attr:`classes`."""
+        return np.searchsorted(self.classes, np.asarray(labels).reshape(-1))
+
+    @property
+    def present(self) -> np.ndarray:
+        """The classes found in the truth or the predictions."""
+        return self.classes[(self.true + self.predicted) > 0]
+
+    def accuracy(self) -> float:
+        """As ``accuracy_score``: the share of rows predicted right."""
+        return float(_ratio(self.tp.sum(), self.true.sum()))
+
+    def scores(self, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Precision, recall and F1 per class (at positions ``at``; every class by default), 0
+        where undefined, as ``precision_recall_fscore_support(average=None, zero_division=0)``."""
+        tp, true, predicted = ((v if at is None else v[at]) for v in (self.tp, self.true, self.predicted))
+        return _ratio(tp, predicted), _ratio(tp, true), _ratio(2.0 * tp, 1.0 * true + predicted)
+
+    def weighted(self, labels: Any) -> tuple[float, float, float]:
+        """Precision, recall and F1 of ``labels`` weighted by their support, as
+        ``average='weighted'`` (unweighted where no row is of any of them)."""
+        at = self.positions(labels)
+        support = self.true[at]
+        return tuple(float(np.average(v, weights=support) if support.sum() else v.mean()) for v in self.scores(at))
+
+    def f1_macro(self) -> float:
+        """F1 averaged over the classes present in the truth or predictions, as ``f1_score(average='macro')``."""
+        return float(self.scores(self.positions(self.present))[2].mean())
+
+    def balanced_accuracy(self) -> float:
+        """Recall averaged over the classes present in the truth, as ``balanced_accuracy_score``."""
+        found = self.true > 0
+        return float((self.tp[found] / self.true[found]).mean())
+
+    def mcc(self) -> float:
+        """As ``matthews_corrcoef``: 0.0 where a variance is 0."""
+        t_sum, p_sum = self.true.astype(np.float64), self.predicted.astype(np.float64)
+        n_correct, n_samples = np.float64(self.tp.sum()), p_sum.sum()
+        cov_ytyp = n_correct * n_samples - np.dot(t_sum, p_sum)
+        cov_ypyp = n_samples ** 2 - np.dot(p_sum, p_sum)
+        cov_ytyt = n_samples ** 2 - np.dot(t_sum, t_sum)
+        product = cov_ypyp * cov_ytyt
+        return 0.0 if product == 0 else float(cov_ytyp / np.sqrt(product))
+
+    def positive_scores(self, positive: int) -> tuple[float, float, float]:
+        """Precision, recall and F1 of the ``positive`` class, as ``average='binary'`` with
+        ``pos_label``: a ValueError, as there, when more than two classes are present or two
+        without the positive one."""
+        present = self.present
+        if len(present) > 2 or (len(present) == 2 and positive not in present):
+            raise ValueError(f"positive: expected the truth and predictions to hold at most the two classes "
+                             f"0 and 1; received the classes {present.tolist()!r}.")
+        counted = np.searchsorted(self.classes, positive)
+        if counted < len(self.classes) and self.classes[counted] == positive:
+            return tuple(float(v[0]) for v in self.scores(np.array([counted])))
+        return 0.0, 0.0, 0.0  # never true nor predicted
+
+
+def _ratio(numerator: Any, denominator: Any) -> np.ndarray:
+    """``numerator / denominator`` as float64, 0 where the denominator is 0 (``zero_division=0``)."""
+    numerator, denominator = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
+
+
+def _ranking(positives: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(true positives, false positives) at each distinct score, highest first: the points of
+    scikit-learn's ROC and precision-recall curves (its ``_binary_clf_curve``)."""
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    scores, positives = scores[order], positives[order]
+    ends = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    tps = np.cumsum(positives, dtype=np.float64)[ends]
+    return tps, 1 + ends - tps
+
+
+def roc_auc(positives: np.ndarray, scores: np.ndarray) -> float:
+    """The area under the ROC curve of one class (``positives``: which rows are of it), as
+    ``roc_auc_score``; NaN unless both that class and another are present."""
+    tps, fps = _ranking(positives, scores)
+    if not tps[-1] or not fps[-1]:
+        return NAN
+    return float(np.trapezoid(np.r_[0, tps / tps[-1]], np.r_[0, fps / fps[-1]]))
+
+
+def average_precision(positives: np.ndarray, scores: np.ndarray) -> float:
+    """As ``average_precision_score``: precision at each distinct score weighted by the recall
+    it adds; NaN without a positive row."""
+    tps, fps = _ranking(positives, scores)
+    if not tps[-1]:
+        return NAN
+    recall = np.r_[0, tps / tps[-1]]
+    return float(max(0.0, np.sum(np.diff(recall) * (tps / (tps + fps)))))
+
+
+def log_loss(y_true: np.ndarray, distribution: np.ndarray, labels: Any) -> float:
+    """As ``log_loss(y_true, distribution, labels=labels)``: the mean negative log of each row's
+    probability of its true class (clipped to [eps, 1 - eps]); columns are the sorted
+    ``labels``. A ValueError, as there, for a truth outside ``labels``, a column count other
+    than theirs, or probabilities outside [0, 1]."""
+    classes = np.unique(np.asarray(labels))
+    if distribution.shape[1] != len(classes):
+        raise ValueError(f"probabilities: expected {len(classes)} columns, one per class; "
+                         f"received {distribution.shape[1]}.")
+    if distribution.size and (distribution.min() < 0 or distribution.max() > 1):
+        raise ValueError("probabilities: expected values between 0 and 1; received "
+                         f"values from {distribution.min()} to {distribution.max()}.")
+    column = np.searchsorted(classes, y_true)
+    if np.any(column >= len(classes)) or np.any(classes[np.minimum(column, len(classes) - 1)] != y_true):
+        raise ValueError(f"y_true: expected classes of {classes.tolist()!r}; received "
+                         f"{np.setdiff1d(y_true, classes).tolist()!r}.")
+    eps = np.finfo(distribution.dtype).eps
+    chosen = np.clip(distribution, eps, 1 - eps)[np.arange(len(y_true)), column]
+    return float((-np.log(chosen)).mean())
 
 
 def classification(y_true: np.ndarray, predictions: np.ndarray, labels: list[int],
@@ -206,24 +348,27 @@ def classification(y_true: np.ndarray, predictions: np.ndarray, labels: list[int
 
     ``y_true`` and ``predictions`` are class indices; ``labels`` the full list of class
     indices (so a split lacking a class still gets a log loss); ``distribution`` the (n, k)
-    class probabilities and ``auc_scores`` what ROC AUC is computed on (the positive
-    class's probability for two classes, else the distribution). Without probabilities,
-    or with non-finite ones, roc_auc and log_loss are NaN.
+    class probabilities (rows summing to 1, columns in ``labels`` order) and ``auc_scores``
+    what ROC AUC is computed on (the positive class's probability for two classes, else the
+    distribution: one-vs-rest, macro-averaged; of two classes, the second column). Without probabilities, or with non-finite
+    ones, roc_auc and log_loss are NaN.
     """
-    from sklearn import metrics as m
-
-    with _quiet_sklearn():
-        precision, recall, f1, _ = m.precision_recall_fscore_support(
-            y_true, predictions, labels=labels, average="weighted", zero_division=0)
-        out = {"accuracy": float(m.accuracy_score(y_true, predictions)), "precision": float(precision),
-               "recall": float(recall), "f1": float(f1), "roc_auc": NAN, "log_loss": NAN}
-        if distribution is None or not np.isfinite(distribution).all():
-            return out
-        if set(np.unique(y_true)) >= set(labels):  # ROC AUC needs every class in the split
-            scores = distribution if auc_scores is None else auc_scores
-            out["roc_auc"] = float(m.roc_auc_score(y_true, scores) if scores.ndim == 1 else
-                                   m.roc_auc_score(y_true, scores, multi_class="ovr", average="macro", labels=labels))
-        out["log_loss"] = float(m.log_loss(y_true, distribution, labels=labels))
+    y_true = np.asarray(y_true).reshape(-1)
+    counts = Confusion(y_true, predictions, labels)
+    precision, recall, f1 = counts.weighted(labels)
+    out = {"accuracy": counts.accuracy(), "precision": precision, "recall": recall, "f1": f1,
+           "roc_auc": NAN, "log_loss": NAN}
+    if distribution is None or not np.isfinite(distribution).all():
+        return out
+    distribution = np.asarray(distribution, dtype=np.float64)
+    out["log_loss"] = log_loss(y_true, distribution, labels)  # refuses a truth outside labels first
+    if set(np.unique(y_true)) >= set(labels):  # ROC AUC needs every class in the split
+        scores = distribution if auc_scores is None else np.asarray(auc_scores, dtype=np.float64)
+        if scores.ndim == 2 and scores.shape[1] == 2:  # two classes: scikit-learn's binary case, class 1's column
+            scores = scores[:, 1]
+        out["roc_auc"] = (roc_auc(y_true == max(labels), scores) if scores.ndim == 1 else
+                          float(np.mean([roc_auc(y_true == label, scores[:, column])
+                                         for column, label in enumerate(sorted(labels))])))
     return out
 
 
@@ -237,23 +382,19 @@ def binary(y_true: np.ndarray, predictions: np.ndarray, positive: int,
     ``average_precision``. Without scores, with non-finite ones, or without a positive row,
     ``average_precision`` is NaN.
     """
-    from sklearn import metrics as m
-
     if positive not in (0, 1):
         from aiqc.exceptions import ValidationError
 
         raise ValidationError.expected("positive", "the positive class's index, 0 or 1", positive)
-    with _quiet_sklearn():
-        precision, recall, f1, _ = m.precision_recall_fscore_support(
-            y_true, predictions, pos_label=positive, average="binary", zero_division=0)
-        out = {"precision_positive": float(precision), "recall_positive": float(recall), "f1_positive": float(f1),
-               "balanced_accuracy": float(m.balanced_accuracy_score(y_true, predictions)),
-               "average_precision": NAN, "mcc": float(m.matthews_corrcoef(y_true, predictions))}
-        if scores is not None:
-            scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-            if np.isfinite(scores).all() and (np.asarray(y_true) == positive).any():
-                positive_scores = scores if positive == 1 else 1 - scores
-                out["average_precision"] = float(m.average_precision_score(y_true, positive_scores, pos_label=positive))
+    y_true = np.asarray(y_true).reshape(-1)
+    counts = Confusion(y_true, predictions)
+    precision, recall, f1 = counts.positive_scores(positive)
+    out = {"precision_positive": precision, "recall_positive": recall, "f1_positive": f1,
+           "balanced_accuracy": counts.balanced_accuracy(), "average_precision": NAN, "mcc": counts.mcc()}
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if np.isfinite(scores).all():
+            out["average_precision"] = average_precision(y_true == positive, scores if positive == 1 else 1 - scores)
     return out
 
 
@@ -261,11 +402,8 @@ def multiclass(y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     """The metrics of k classes beyond :func:`classification`'s, for one split: ``f1_macro``
     (over the classes present in ``y_true`` or ``predictions``, ``zero_division=0``) and
     ``balanced_accuracy``. Both take class indices."""
-    from sklearn import metrics as m
-
-    with _quiet_sklearn():
-        return {"f1_macro": float(m.f1_score(y_true, predictions, average="macro", zero_division=0)),
-                "balanced_accuracy": float(m.balanced_accuracy_score(y_true, predictions))}
+    counts = Confusion(y_true, predictions)
+    return {"f1_macro": counts.f1_macro(), "balanced_accuracy": counts.balanced_accuracy()}
 
 
 def metric_value(value: Any) -> float | None:

@@ -3,12 +3,16 @@ hyperparameter combination, the best job, per-epoch history, and listings."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import contextlib
+import gc
+import itertools
+from typing import TYPE_CHECKING, Any, Iterator
 
 from aiqc.exceptions import ValidationError
 from aiqc.states import JobState
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
@@ -19,21 +23,19 @@ def metrics_to_pandas(queue: Any, selected_metrics: list[str] | None = None, sor
     """One row per job x split of the queue's measured jobs: job id, repeat, fold, split,
     each hyperparameter, each metric, state and seconds. ``states`` keeps only jobs in
     those states (COMPLETE, PRUNED); by default both."""
-    import pandas as pd
+    return _wide(queue, selected_metrics, sort_by, ascending, states)[0]
 
-    from aiqc.orm import Hyperparamset, Job, Metric
 
+def _wide(queue: Any, selected_metrics: list[str] | None = None, sort_by: str | list[str] | None = None,
+          ascending: bool = False, states: list[str] | None = None) -> tuple["pd.DataFrame", list[str]]:
+    """(:func:`metrics_to_pandas`'s frame, the hyperparameter names) in four queries whatever
+    the number of jobs: the experiment, the metrics pivoted per job x split in SQL, the jobs,
+    and the hyperparameter combinations (each decoded once). The frame is built column-wise:
+    each job's attributes computed once per job and spread over its splits by position."""
     if states is not None:
         states = JobState.parse_many(states)
-    query = (Metric.select(Metric.split, Metric.name, Metric.value, Job.id.alias("job_id"), Job.repeat_index,
-                           Job.fold, Job.state, Job.seconds, Hyperparamset.index, Hyperparamset.hyperparameters)
-             .join(Job).join(Hyperparamset).where(Job.queue == queue))
-    if states is not None:
-        query = query.where(Job.state.in_(states))
-    query = query.dicts()
-    rows = list(query)
-    names = queue.experiment.hyperparameter_names()
-    metric_names = list(queue.experiment.metric_set.names)
+    experiment = queue.experiment
+    metric_names = list(experiment.metric_set.names)
     if selected_metrics is not None:
         if isinstance(selected_metrics, str):
             selected_metrics = [selected_metrics]
@@ -41,43 +43,171 @@ def metrics_to_pandas(queue: Any, selected_metrics: list[str] | None = None, sor
         if unknown:
             raise ValidationError.expected("selected_metrics", f"names among {metric_names!r}", selected_metrics)
         metric_names = list(selected_metrics)
-    columns = ["job_id", "hyperparamset", "repeat", "fold", "split", *names, *metric_names, "state", "seconds"]
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    long = pd.DataFrame(rows)
-    fold_index = {f.id: f.fold_index for f in queue.experiment.splitset.folds}
-    jobs = long.drop_duplicates("job_id").set_index("job_id")
-    values = long.pivot(index=["job_id", "split"], columns="name", values="value").reset_index()
-    values.columns.name = None
-    wide = values.assign(
-        hyperparamset=values["job_id"].map(jobs["index"]),
-        repeat=values["job_id"].map(jobs["repeat_index"]),
-        fold=values["job_id"].map(jobs["fold"]).map(lambda f: fold_index.get(f) if f == f and f is not None else None).astype("Int64"),
-        state=values["job_id"].map(jobs["state"]).map(lambda s: JobState(s).value),
-        seconds=values["job_id"].map(jobs["seconds"]),
-    )
-    for name in names:
-        wide[name] = wide["job_id"].map(jobs["hyperparameters"].map(lambda h: h.get(name)))
-    for name in metric_names:
-        if name not in wide:
-            wide[name] = float("nan")
-    wide = wide[columns]
-    wide = wide.sort_values(["job_id", "split"], key=lambda c: c.map(SPLIT_ORDER) if c.name == "split" else c)
-    if sort_by is not None:
+    wide, names = _assembled(queue, experiment, metric_names, states)
+    if sort_by is not None and len(wide):  # nothing measured: the empty frame, whatever sort_by names
         keys = [sort_by] if isinstance(sort_by, str) else list(sort_by)
         unknown = [k for k in keys if k not in wide.columns]
         if unknown:
             raise ValidationError.expected("sort_by", f"column names among {list(wide.columns)!r}", sort_by)
-        wide = wide.sort_values(keys, ascending=ascending, kind="stable")
-    return wide.reset_index(drop=True)
+        wide = wide.sort_values(keys, ascending=ascending, kind="stable").reset_index(drop=True)
+    return wide, names
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off in the block (back on after it, when it was on):
+    building a frame from tens of thousands of fetched rows otherwise sets off full collections
+    that walk every object of the process (pandas' included): about 0.03 s of metrics_to_pandas
+    over 10,000 jobs. The block makes no reference cycles worth collecting early."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@_collector_paused()
+def _assembled(queue: Any, experiment: Any, metric_names: list[str],
+               states: list[JobState] | None) -> tuple["pd.DataFrame", list[str]]:
+    """:func:`_wide`'s frame before ``sort_by``, and the hyperparameter names. Every row,
+    tuple and array it makes is freed as it returns, before the garbage collector is back on."""
+    import numpy as np
+    import pandas as pd
+
+    rows = _pivoted_metrics(queue, metric_names, states)
+    combinations = _combinations(experiment)
+    names = _first_seen_names(combinations.values())
+    columns = ["job_id", "hyperparamset", "repeat", "fold", "split", *names, *metric_names, "state", "seconds"]
+    if not rows:
+        return pd.DataFrame(columns=columns), names
+    # one record per row: job id, split, one float per metric name (NULL, i.e. None: NaN)
+    table = np.array(rows, dtype=[("job", np.int64), ("split", object),
+                                  *((f"value{i}", np.float64) for i in range(len(metric_names)))])
+    del rows
+    job_id, splits = table["job"], table["split"]
+    labels = sorted(set(splits), key=lambda s: (SPLIT_ORDER.get(s, len(SPLIT_ORDER)), s))  # train, validation, test
+    codes = {split: code for code, split in enumerate(labels)}
+    split_code = np.fromiter(map(codes.__getitem__, splits), dtype=np.intp, count=len(table))
+    order = np.lexsort((split_code, job_id))  # by job, then split
+    job_id = job_id[order]
+    jobs, positions, found = _measured_jobs(queue, states, job_id, combinations, names)
+    if not found.all():  # a job deleted, or moved out of ``states``, between the two queries
+        order, job_id, positions = order[found], job_id[found], positions[found]
+        if not len(order):
+            return pd.DataFrame(columns=columns), names
+    data = {"job_id": job_id, "split": pd.Series(labels).array.take(split_code[order]),
+            **{name: table[f"value{i}"][order] for i, name in enumerate(metric_names)},
+            **{name: column.array.take(positions) for name, column in jobs.items()}}
+    return pd.DataFrame({name: data[name] for name in columns}, columns=columns), names
+
+
+def _table(rows: list[tuple], width: int) -> "np.ndarray":
+    """Fetched ``rows`` of ``width`` values as a 2-D object array, the values as they are."""
+    import numpy as np
+
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype=object,
+                       count=len(rows) * width).reshape(len(rows), width)
+
+
+def _queue_jobs(queue: Any, states: list[JobState] | None) -> Any:
+    """The ids of the queue's jobs (in ``states`` when given), as a subquery."""
+    from aiqc.orm import Job
+
+    query = Job.select(Job.id).where(Job.queue == queue)
+    return query if states is None else query.where(Job.state.in_(states))
+
+
+def _pivoted_metrics(queue: Any, metric_names: list[str], states: list[JobState] | None) -> list[tuple]:
+    """:func:`_pivot_query`'s rows, read from the cursor unconverted, in no particular order."""
+    from aiqc.orm import Metric
+
+    return Metric._meta.database.execute(_pivot_query(queue, metric_names, states)).fetchall()
+
+
+def _pivot_query(queue: Any, metric_names: list[str], states: list[JobState] | None) -> Any:
+    """``(job id, split, *one value per metric name)`` per job x split with metrics, pivoted
+    in SQL (``SUM(value) FILTER (WHERE name = ...)``: SQLite >= 3.30, PostgreSQL >= 9.4; it
+    steps one aggregate per row where ``SUM(CASE ...)`` steps all). A job has at most one
+    value per split and name (the unique index), so the sum is that value (NULL: none or
+    NULL); SUM steps cheaper than MAX (no collation, no comparison). It reads only the
+    covering index ``metric(job, split, name, value)`` (SQLite: ``USING COVERING INDEX``)."""
+    import peewee as pw
+
+    from aiqc.orm import Metric
+
+    pivot = [pw.fn.SUM(Metric.value).filter(Metric.name == name) for name in metric_names]
+    return (Metric.select(Metric.job, Metric.split, *pivot)
+            .where(Metric.job.in_(_queue_jobs(queue, states)))
+            .group_by(Metric.job, Metric.split))
+
+
+def _combinations(experiment: Any) -> dict[int, tuple[int, dict]]:
+    """``{hyperparamset id: (index, {name: value})}`` of the experiment, in id order: one
+    query read from the cursor, every combination's JSON decoded once (in one document)."""
+    from aiqc.orm import Hyperparamset
+
+    query = (Hyperparamset.select(Hyperparamset.id, Hyperparamset.index, Hyperparamset.hyperparameters)
+             .where(Hyperparamset.experiment == experiment).order_by(Hyperparamset.id))
+    rows = Hyperparamset._meta.database.execute(query).fetchall()
+    decoded = Hyperparamset.hyperparameters.python_value("[" + ",".join(text for _, _, text in rows) + "]")
+    return {id_: (index, values) for (id_, index, _), values in zip(rows, decoded)}
+
+
+def _first_seen_names(combinations: Any) -> list[str]:
+    """Every hyperparameter name of ``(index, {name: value})`` pairs, in first-seen order."""
+    return list(dict.fromkeys(itertools.chain.from_iterable(values for _, values in combinations)))
+
+
+def _measured_jobs(queue: Any, states: list[JobState] | None, measured: "np.ndarray",
+                   combinations: dict[int, tuple[int, dict]],
+                   names: list[str]) -> tuple[dict, "np.ndarray", "np.ndarray"]:
+    """The jobs among ``measured`` (job ids, sorted), one value per job in id order:
+    ``({column: Series}, the position of each of ``measured``'s ids among those jobs, whether
+    it is there)``.
+    Columns: hyperparamset index, repeat, fold index (Int64), state (its name), seconds and
+    each hyperparameter in ``names``; each column's dtype is inferred from its values as
+    a frame of the measured rows would infer it (the same values, each job once)."""
+    import numpy as np
+    import pandas as pd
+    import peewee as pw
+
+    from aiqc.orm import Fold, Job
+
+    query = (Job.select(Job.id, Job.hyperparamset, Job.repeat_index, Fold.fold_index, Job.state, Job.seconds)
+             .join(Fold, pw.JOIN.LEFT_OUTER).where(Job.queue == queue))
+    if states is not None:
+        query = query.where(Job.state.in_(states))
+    table = _table(Job._meta.database.execute(query).fetchall(), 6)
+    ids = table[:, 0].astype(np.int64)
+    order = np.argsort(ids, kind="stable")
+    kept = order[np.isin(ids[order], measured)]  # in id order
+    ids = ids[kept]
+    if not len(ids):
+        return {}, np.zeros(len(measured), dtype=np.intp), np.zeros(len(measured), dtype=bool)
+    positions = np.minimum(np.searchsorted(ids, measured), len(ids) - 1)
+    _, hyperparamset_ids, repeats, folds, stored_states, seconds = (column.tolist() for column in table[kept].T)
+    combination = [combinations[h] for h in hyperparamset_ids]
+    hyperparameters = [values for _, values in combination]
+    stored = list(set(stored_states))  # a few distinct texts: each checked and named once
+    codes = {state: code for code, state in enumerate(stored)}
+    state_codes = np.fromiter(map(codes.__getitem__, stored_states), dtype=np.intp, count=len(stored_states))
+    columns = {"hyperparamset": pd.Series(np.array([index for index, _ in combination], dtype=np.int64)),
+               "repeat": pd.Series(np.array(repeats, dtype=np.int64)),  # NOT NULL integers
+               "fold": pd.Series(folds).astype("Int64"),
+               # Series(list) infers as Series.map(lambda h: h.get(name)) would (NaN for a missing int, ...)
+               **{name: pd.Series([values.get(name) for values in hyperparameters]) for name in names},
+               "state": pd.Series([JobState(state).value for state in stored]).take(state_codes),
+               "seconds": pd.Series(seconds)}
+    return columns, positions, ids[positions] == measured
 
 
 def metrics_aggregate(queue: Any, selected_metrics: list[str] | None = None,
                       stats: tuple[str, ...] = ("mean", "std", "min", "max")) -> "pd.DataFrame":
     """Per hyperparameter combination and split: ``stats`` of each metric across repeats
     and folds, plus how many jobs were measured (``job_count``)."""
-    frame = metrics_to_pandas(queue, selected_metrics, states=[JobState.COMPLETE])
-    names = queue.experiment.hyperparameter_names()
+    frame, names = _wide(queue, selected_metrics, states=[JobState.COMPLETE])
     metric_names = [c for c in frame.columns if c in set(selected_metrics or queue.experiment.metric_set.names)]
     if frame.empty:
         import pandas as pd
@@ -106,36 +236,61 @@ def objective(queue: Any, metric: str | None = None, split: str | None = None) -
 
 def best_job(queue: Any, metric: str | None = None, split: str | None = None) -> Any:
     """The COMPLETE job with the best ``metric`` on ``split`` (default: the queue's objective,
-    see :func:`objective`; lower is better for losses, errors and metrics to minimise)."""
-    from aiqc.orm import Job
+    see :func:`objective`; lower is better for losses, errors and metrics to minimise).
+    Ties go to the lowest job id; undefined (NULL) values are left out."""
+    from aiqc.orm import Job, Metric
 
     spec, metric, split = objective(queue, metric, split)
-    frame = metrics_to_pandas(queue, [metric], states=[JobState.COMPLETE])
-    available = sorted(frame["split"].unique(), key=SPLIT_ORDER.get)
+    order = Metric.value.asc() if spec.lower_is_better(metric) else Metric.value.desc()
+    best = (Job.select().join(Metric)
+            .where(_complete_scores(queue, metric, split) & Metric.value.is_null(False))
+            .order_by(order, Job.id).first())
+    if best is None:
+        _raise_unmeasured(queue, metric, split)
+    return best
+
+
+def _complete_scores(queue: Any, metric: str, split: str) -> Any:
+    """The condition on Metric joined to Job: ``metric`` on ``split`` of the queue's COMPLETE jobs."""
+    from aiqc.orm import Job, Metric
+
+    return ((Job.queue == queue) & (Job.state == JobState.COMPLETE) & (Metric.split == split)
+            & (Metric.name == metric))
+
+
+def _raise_unmeasured(queue: Any, metric: str, split: str) -> None:
+    """Why no COMPLETE job has a ``metric`` value on ``split``: none is COMPLETE (measured),
+    ``split`` is not among the measured splits, or the metric is undefined on every job."""
+    from aiqc.orm import Job, Metric
+
+    measured = (Metric.select(Metric.split).distinct().join(Job)
+                .where((Job.queue == queue) & (Job.state == JobState.COMPLETE)).tuples())
+    available = sorted((s for (s,) in measured), key=SPLIT_ORDER.get)
+    if not available:
+        raise ValidationError(f"queue: expected {JobState.COMPLETE} jobs to choose from; queue {queue.id} has none yet.")
     if split not in available:
-        if frame.empty:
-            raise ValidationError(f"queue: expected {JobState.COMPLETE} jobs to choose from; queue {queue.id} has none yet.")
         raise ValidationError.expected("split", f"one of the measured splits {available!r}", split)
-    scores = frame[frame["split"] == split].dropna(subset=[metric])
-    if scores.empty:
-        raise ValidationError(f"metric: {metric!r} is undefined on the {split} split of every job of queue {queue.id}.")
-    ascending = spec.lower_is_better(metric)
-    best = scores.sort_values([metric, "job_id"], ascending=[ascending, True], kind="stable").iloc[0]
-    return Job.get_by_id(int(best["job_id"]))
+    raise ValidationError(f"metric: {metric!r} is undefined on the {split} split of every job of queue {queue.id}.")
 
 
 def best_params(queue: Any, metric: str | None = None, split: str | None = None) -> dict:
     """The hyperparameters of the combination whose mean ``metric`` on ``split`` (over its
-    COMPLETE repeats and folds) is best; both default to the queue's objective."""
-    from aiqc.orm import Hyperparamset
+    COMPLETE repeats and folds) is best; both default to the queue's objective. Ties go to
+    the lowest combination index."""
+    import pandas as pd
+
+    from aiqc.orm import Hyperparamset, Job, Metric
 
     spec, metric, split = objective(queue, metric, split)
-    aggregate = metrics_aggregate(queue, [metric], stats=("mean",))
-    scores = aggregate[aggregate["split"] == split].dropna(subset=[f"{metric}_mean"])
+    query = (Metric.select(Hyperparamset.index, Metric.value).join(Job).join(Hyperparamset)
+             .where(_complete_scores(queue, metric, split) & Metric.value.is_null(False)).order_by(Job.id))
+    scores = pd.DataFrame(Metric._meta.database.execute(query).fetchall(), columns=["hyperparamset", "value"])
     if scores.empty:
         raise ValidationError(f"queue: expected {JobState.COMPLETE} jobs measured on {split!r}; queue {queue.id} has none.")
-    ascending = spec.lower_is_better(metric)
-    best = scores.sort_values([f"{metric}_mean", "hyperparamset"], ascending=[ascending, True], kind="stable").iloc[0]
+    # each combination's mean over its values in job order: the same sum as metrics_aggregate's
+    means = scores.groupby("hyperparamset", sort=False)["value"].mean().reset_index()
+    best = means.sort_values(["value", "hyperparamset"], ascending=[spec.lower_is_better(metric), True],
+                             kind="stable").iloc[0]
     record = Hyperparamset.get((Hyperparamset.experiment == queue.experiment_id)
                                & (Hyperparamset.index == int(best["hyperparamset"])))
     return dict(record.hyperparameters)
@@ -152,39 +307,66 @@ def history_to_pandas(job: Any) -> "pd.DataFrame":
 
 
 def list_queues() -> "pd.DataFrame":
-    """One row per queue: its experiment, library, analysis type, jobs by state."""
+    """One row per queue: its experiment, library, analysis type, jobs by state, and the best
+    value of its objective; three queries whatever the number of queues and jobs."""
     import pandas as pd
 
     from aiqc.database import ensure_setup
-    from aiqc.orm import Queue
+    from aiqc.orm import Experiment, Queue
 
     ensure_setup()
+    queues = list(Queue.select(Queue, Experiment).join(Experiment).order_by(Queue.id))
+    counts = _state_counts()
+    best = _best_scores(queues)
     rows = []
-    for queue in Queue.select().order_by(Queue.id):
+    for queue in queues:
         experiment = queue.experiment
-        counts = queue.state_counts()
+        states = {state: counts.get((queue.id, state), 0) for state in JobState}
         metric, split = experiment.objective
         rows.append(dict(queue_id=queue.id, experiment_id=experiment.id, splitset_id=experiment.splitset_id,
                          library=experiment.library.value, analysis_type=experiment.analysis_type.value,
-                         repeat_count=experiment.repeat_count, jobs=sum(counts.values()),
-                         **{s.value.lower(): n for s, n in counts.items()}, objective=f"{split} {metric}",
-                         best=_best_score(queue, metric, split, experiment.metric_set.lower_is_better(metric)),
-                         created_at=queue.created_at))
+                         repeat_count=experiment.repeat_count, jobs=sum(states.values()),
+                         **{s.value.lower(): n for s, n in states.items()}, objective=f"{split} {metric}",
+                         best=best.get(queue.id), created_at=queue.created_at))
     return pd.DataFrame(rows, columns=["queue_id", "experiment_id", "splitset_id", "library", "analysis_type",
                                        "repeat_count", "jobs", *(s.value.lower() for s in JobState), "objective",
                                        "best", "created_at"])
 
 
-def _best_score(queue: Any, metric: str, split: str, lower_is_better: bool) -> float | None:
-    """The best value of ``metric`` on ``split`` among the queue's COMPLETE jobs (None before any)."""
+def _state_counts() -> dict[tuple[int, JobState], int]:
+    """``{(queue id, state): jobs}`` of every queue, in one query."""
+    import peewee as pw
+
+    from aiqc.orm import Job
+
+    query = Job.select(Job.queue, Job.state, pw.fn.COUNT(Job.id)).group_by(Job.queue, Job.state).tuples()
+    return {(queue_id, state): count for queue_id, state, count in query}
+
+
+def _best_scores(queues: list[Any]) -> dict[int, float]:
+    """``{queue id: best value of its objective among its COMPLETE jobs}`` (absent before
+    any), in one query: the minimum and maximum of each queue's (metric, split) candidates."""
     import peewee as pw
 
     from aiqc.orm import Job, Metric
 
-    best = pw.fn.MIN(Metric.value) if lower_is_better else pw.fn.MAX(Metric.value)
-    return (Metric.select(best).join(Job)
-            .where((Job.queue == queue) & (Job.state == JobState.COMPLETE) & (Metric.split == split)
-                   & (Metric.name == metric)).scalar())
+    objectives = {}  # queue id -> (metric, split, lower is better)
+    for queue in queues:
+        metric, split = queue.experiment.objective
+        objectives[queue.id] = metric, split, queue.experiment.metric_set.lower_is_better(metric)
+    if not objectives:
+        return {}
+    query = (Metric.select(Job.queue, Metric.name, Metric.split, pw.fn.MIN(Metric.value), pw.fn.MAX(Metric.value))
+             .join(Job)
+             .where((Job.state == JobState.COMPLETE) & Metric.name.in_(sorted({m for m, _, _ in objectives.values()}))
+                    & Metric.split.in_(sorted({s for _, s, _ in objectives.values()})))
+             .group_by(Job.queue, Metric.name, Metric.split).tuples())
+    best = {}
+    for queue_id, name, split, low, high in query:
+        metric, objective_split, lower = objectives[queue_id]
+        if (name, split) == (metric, objective_split):
+            best[queue_id] = low if lower else high
+    return best
 
 
 def _listing(model: Any, fields: dict[str, Any]) -> "pd.DataFrame":

@@ -28,6 +28,8 @@ import traceback
 import uuid
 from typing import Any, Iterator
 
+from peewee import IntegrityError
+
 from aiqc.database import check_file, translate, translated, write_transaction
 from aiqc.exceptions import DatabaseError, DatabaseGoneError
 from aiqc.orm import HistoryEntry, Job, JobState, Metric, Prediction, Queue, TrainedModel, database_proxy
@@ -108,17 +110,20 @@ def requeue_abandoned(queue_id: int) -> int:
 @translated()
 def claim(queue_id: int, worker: str) -> int | None:
     """Atomically move the next QUEUED job of the queue to RUNNING for ``worker``. In a
-    sampled search with no job left, the next trial is asked for and added first, inside
-    the same write transaction, so two workers never create the same trial."""
-    database = database_proxy.obj
-    with write_transaction():
-        job_id = _take_next(queue_id, worker)
-        if job_id is None and _is_sampled_search(queue_id):
-            database.lock_row(Queue, queue_id)  # workers extending the search take turns
-            job_id = _take_next(queue_id, worker)  # another one may have added a trial meanwhile
-            if job_id is None and _extend_search(queue_id):
-                job_id = _take_next(queue_id, worker)
-    return job_id
+    sampled search with no job left, the next trial is sampled outside any transaction (other
+    workers go on claiming and recording meanwhile), then added, with one of the queue's jobs
+    claimed, in one short write transaction. Hyperparamset's unique (experiment, index) lets
+    one worker only add each trial; a worker that loses the race takes a job again, else
+    samples anew, so the search stops at exactly ``n_trials`` trials."""
+    while True:
+        with write_transaction():
+            job_id = _take_next(queue_id, worker)
+        if job_id is not None or not _is_sampled_search(queue_id):
+            return job_id
+        try:
+            return _extend_search(queue_id, worker)
+        except IntegrityError:
+            logger.debug("queue %s: another worker added that trial first; claiming again", queue_id)
 
 
 def _take_next(queue_id: int, worker: str) -> int | None:
@@ -144,18 +149,22 @@ def _is_sampled_search(queue_id: int) -> bool:
     return search is not None and bool(search.samples)
 
 
-def _extend_search(queue_id: int) -> bool:
-    """Add the next trial of a sampled search; False when the search is done."""
+def _extend_search(queue_id: int, worker: str) -> int | None:
+    """Sample the next trial of a sampled search (reading only), then add it and claim a job
+    in one write transaction; the job's id, or None when the search has all its trials.
+    Raises peewee's IntegrityError when another worker added a trial of that index first."""
     from aiqc.experiment import add_trial
     from aiqc.sampling import next_trial
 
     queue = Queue.get_by_id(queue_id)
     experiment = queue.experiment
-    combination = next_trial(experiment)
-    if combination is None:
-        return False
-    add_trial(experiment, queue, experiment.hyperparamsets.count(), combination, experiment.search_settings.seed)
-    return True
+    trial = next_trial(experiment)
+    if trial is None:
+        return None
+    index, combination = trial
+    with write_transaction():
+        add_trial(experiment, queue, index, combination, experiment.search_settings.seed)
+        return _take_next(queue_id, worker)
 
 
 class Heartbeat:
@@ -198,7 +207,8 @@ def record(job_id: int, worker: str, outcome: Any, library: Any, seconds: float,
     """Store a job's results and mark it COMPLETE (or PRUNED), if it is still ours.
     Returns whether it was."""
     with write_transaction():
-        updated = (Job.update(state=state, finished_at=utcnow(), seconds=seconds, heartbeat_at=utcnow())
+        updated = (Job.update(state=state, finished_at=utcnow(), seconds=seconds, heartbeat_at=utcnow(),
+                              features_shape=list(outcome.features_shape), label_shape=list(outcome.label_shape))
                    .where((Job.id == job_id) & (Job.worker == worker) & (Job.state == JobState.RUNNING)).execute())
         if not updated:
             logger.warning("job %s was taken from worker %s; its result is discarded", job_id, worker)
@@ -211,9 +221,11 @@ def record(job_id: int, worker: str, outcome: Any, library: Any, seconds: float,
                    for name, values in outcome.history.items() for epoch, v in enumerate(values)]
         for start in range(0, len(entries), 500):
             HistoryEntry.insert_many(entries[start:start + 500]).execute()
-        for split, (rows, predictions, probabilities) in outcome.predictions.items():
-            Prediction.create(job=job_id, split=split, indices=rows, predictions=predictions, probabilities=probabilities)
-        TrainedModel.create(job=job_id, library=library, blob=outcome.model_blob)
+        Prediction.insert_many([
+            dict(job=job_id, split=split, indices=rows, predictions=predictions, probabilities=probabilities)
+            for split, (rows, predictions, probabilities) in outcome.predictions.items()
+        ]).execute()
+        TrainedModel.insert(job=job_id, library=library, blob=outcome.model_blob).execute()
     return True
 
 
@@ -241,29 +253,37 @@ def _start_up(queue_id: int, threads: int | None, cache: dict) -> None:
     job = Job.select().where((Job.queue == queue_id) & (Job.state == JobState.QUEUED)).order_by(Job.id).first()
     if job is None:
         return
-    experiment = job.queue.experiment
     try:
-        cache[experiment.id] = experiment.load_functions()
+        experiment, _ = _shared(queue_id, cache)
         prepare(job, experiment, threads)
     except DatabaseError:
         raise
     except Exception:  # noqa: BLE001 - the job that meets it again fails with the traceback
-        cache.pop(experiment.id, None)
+        cache.pop(queue_id, None)
         logger.debug("start-up of a worker of queue %s failed; the first job will say why", queue_id, exc_info=True)
+
+
+def _shared(queue_id: int, cache: dict) -> tuple[Any, dict[str, Any]]:
+    """(the queue's experiment, its user functions), read once per worker into ``cache``:
+    every job of a queue shares them, and the experiment keeps the splitset and label it
+    reads, so that no job selects them again."""
+    if queue_id not in cache:
+        experiment = Queue.get_by_id(queue_id).experiment
+        cache[queue_id] = (experiment, experiment.load_functions())
+    return cache[queue_id]
 
 
 def run_one(job_id: int, worker: str, threads: int | None, cache: dict) -> JobState:
     """Run a claimed job to COMPLETE or FAILED (a KeyboardInterrupt puts it back)."""
+    from aiqc.orm import Hyperparamset
     from aiqc.training import run_job
 
-    job = Job.get_by_id(job_id)
-    experiment = job.queue.experiment
-    if experiment.id not in cache:
-        cache[experiment.id] = experiment.load_functions()
+    job = Job.select(Job, Hyperparamset).join(Hyperparamset).where(Job.id == job_id).get()
+    experiment, functions = _shared(job.queue_id, cache)
     start = time.perf_counter()
     try:
         with Heartbeat(job_id, worker):
-            outcome = run_job(job, experiment, cache[experiment.id], threads=threads)
+            outcome = run_job(job, experiment, functions, threads=threads)
     except KeyboardInterrupt:
         release(job_id, worker)
         raise

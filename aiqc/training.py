@@ -39,6 +39,9 @@ class JobOutcome:
     model_blob: bytes
     timings: dict[str, float] = field(default_factory=dict)
     pruned: bool = False
+    # what fn_build received, stored with the job: loading the model rebuilds it without encoding data
+    features_shape: tuple[int, ...] = ()
+    label_shape: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,16 +56,20 @@ class _Measuring:
 
 
 @caches.register
-@lru_cache(maxsize=48)  # every split of a splitset with up to 15 folds: a worker encodes each once
-def _encoded_samples(database: str, splitset_id: int, fold_index: int | None,
-                     split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Encoded arrays of one split, cached per worker: jobs of a queue share them."""
+@lru_cache(maxsize=16)  # a worker cycling through the jobs of up to 16 folds encodes each fold once
+def encoded_scope(database: str, splitset_id: int,
+                  fold_index: int | None) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every split of a scope (a fold's, or the splitset's when ``fold_index`` is None) as
+    ``{split: (dataset rows, encoded features, encoded labels)}``, cached per worker and
+    database: the jobs of a scope share one encoding."""
     from aiqc.orm import Splitset
 
     splitset = Splitset.get_by_id(splitset_id)
-    rows = splitset.indices(split, fold_index)
-    samples = splitset.samples(split, fold_index)
-    return rows, samples["features"], samples["labels"]
+    scope = {}
+    for split in splitset.split_names:
+        samples = splitset.samples(split, fold_index)
+        scope[split] = (splitset.indices(split, fold_index), samples["features"], samples["labels"])
+    return scope
 
 
 @caches.register
@@ -106,9 +113,7 @@ def prepare(job: Any, experiment: Any, threads: int | None = None) -> None:
     backend = get_backend(experiment.library)
     backend.configure(threads=threads, seed=None)
     backend.warm_up()
-    _, splits = evaluation_splits(experiment.splitset, experiment.hide_test, job.fold_index)
-    for split in splits:
-        _encoded_samples(database_key(), experiment.splitset_id, job.fold_index, split)
+    encoded_scope(database_key(), experiment.splitset_id, job.fold_index)
 
 
 def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int | None = None) -> JobOutcome:
@@ -131,9 +136,8 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
     tick = time.perf_counter()
     backend.configure(threads=threads, seed=job.seed)
     evaluate, splits = evaluation_splits(splitset, experiment.hide_test, fold_index)
-    arrays = {s: _encoded_samples(database, splitset.id, fold_index, s) for s in splits}
-    if evaluate not in arrays:  # hide_test with neither validation nor folds is refused at make
-        arrays[evaluate] = _encoded_samples(database, splitset.id, fold_index, evaluate)
+    scope = encoded_scope(database, splitset.id, fold_index)
+    arrays = {s: scope[s] for s in splits}  # the evaluated split is one of them (checked at make)
     _, train_x, train_y = arrays["train"]
     samples_train = backend.to_samples(train_x, train_y, analysis)
     samples_evaluate = backend.to_samples(arrays[evaluate][1], arrays[evaluate][2], analysis)
@@ -163,8 +167,10 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
         positive=experiment.positive_index() if spec.has_positive_class else None,
         custom=_metric_functions(database, experiment.id) if experiment.metric_functions is not None else {},
     )
-    return _measure(backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned,
-                    measuring_context)
+    outcome = _measure(backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned,
+                       measuring_context)
+    outcome.features_shape, outcome.label_shape = tuple(train_x.shape[1:]), tuple(train_y.shape[1:])
+    return outcome
 
 
 def _check_output_width(backend: Backend, analysis: AnalysisType, model: Any, features_shape: tuple[int, ...],

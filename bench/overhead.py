@@ -8,8 +8,8 @@ alternating (bare, aiqc, bare, aiqc, ...) so machine drift hits both alike. Impo
 warm-up fit happen before any timing. Two bare loops are timed:
 
 - fit only: fn_build + default loss/optimizer + fn_train (what "training itself" costs);
-- fit + evaluate: the same, then predict the three splits and compute the same
-  scikit-learn metrics (what a user writes by hand to get the numbers aiqc stores).
+- fit + evaluate: the same, then predict the three splits and compute the same metrics
+  (aiqc's, equal to scikit-learn's: what a user writes by hand to get the numbers aiqc stores).
 
 Target (issue #4): aiqc / bare-loop ratio <= 1.05.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import statistics
 import sys
 import tempfile
 import time

@@ -106,6 +106,29 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
     clear_caches()
 
 
+def _runs_slow_tests(config: pytest.Config) -> bool:
+    """Whether this run includes the tests marked ``slow``: under CI (``CI=true``, as
+    ``.ci/run`` sets), with ``AIQC_SLOW=1``, with a ``-m`` expression, or when tests are named
+    on the command line. A plain ``python -m pytest`` leaves them out to stay within minutes."""
+    if os.environ.get("CI", "").lower() == "true" or os.environ.get("AIQC_SLOW") == "1":
+        return True
+    return bool(config.option.markexpr) or config.args_source is pytest.Config.ArgsSource.ARGS
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the slow tests from a default local run (see :func:`_runs_slow_tests`)."""
+    if _runs_slow_tests(config):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+        config.hook.pytest_deselected(items=slow)
+        config.stash[_SLOW_LEFT_OUT] = len(slow)
+
+
+_SLOW_LEFT_OUT = pytest.StashKey[int]()
+
+
 def _storage_outcomes(terminalreporter: Any) -> dict[str, dict[str, int]]:
     """{"postgresql"|"sqlite": {"passed", "failed", "skipped": count}} over the storage suite's
     tests, one outcome per test (a failure in any phase is a failure)."""
@@ -131,7 +154,11 @@ def _storage_outcomes(terminalreporter: Any) -> dict[str, dict[str, int]]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """One line saying how many storage contract tests ran on PostgreSQL (and on SQLite)."""
+    """One line saying how many storage contract tests ran on PostgreSQL (and on SQLite), and
+    one saying how many slow tests a default run left out."""
+    left_out = terminalreporter.config.stash.get(_SLOW_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(f"{left_out} slow tests deselected: CI=true, AIQC_SLOW=1 or -m slow runs them")
     counts = _storage_outcomes(terminalreporter)
     if not any(sum(c.values()) for c in counts.values()):
         return

@@ -44,11 +44,24 @@ def torch_build(features_shape, label_shape, **hp):
 def torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
     import aiqc
 
+    if hp.get("meet"):
+        _meet(hp["meet"])
     delay = hp.get("sleep", 0)
     if delay:
         time.sleep(delay)
     return aiqc.torch_fit(model, loser, optimizer, samples_train, samples_evaluate,
                           epoch_count=hp["epoch_count"], batch_size=hp["batch_size"])
+
+
+def _meet(folder, processes=2, timeout=120):
+    """Wait (at most ``timeout`` s) until jobs of ``processes`` different processes have
+    reached this point: a test of N worker processes then knows each of them took a job,
+    however slowly one of them started."""
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(folder)) < processes and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 FUNCTIONS = {"keras": (keras_build, keras_train), "pytorch": (torch_build, torch_train)}

@@ -163,3 +163,32 @@ def test_a_recreated_database_does_not_see_cached_data(db, iris):
     second = Dataset.Tabular.from_pandas(iris.head(10))
     assert second.id == first.id  # same path, same id: only a cleared cache tells them apart
     assert second.to_pandas().shape == (10, 5)
+
+
+def test_an_index_missing_from_an_older_database_is_added_on_its_next_writable_open(db):
+    """A database created before the covering index of the metrics pivot: read-only it opens
+    as it is (only slower), the next writable open adds the index, and the pivot of
+    metrics_to_pandas then reads the index alone."""
+    from aiqc import results
+
+    covering = "metric_job_id_split_name_value"
+
+    def indexes() -> set:
+        return {index.name for index in database_proxy.obj.get_indexes("metric")}
+
+    def reopen(read_only: bool = False) -> None:
+        database_proxy.obj.close()
+        database_proxy.initialize(None)
+        aiqc.setup(db, read_only=read_only)
+
+    assert covering in indexes()
+    database_proxy.obj.execute_sql(f'DROP INDEX "{covering}"')
+    reopen(read_only=True)
+    assert covering not in indexes()
+    reopen()
+    assert covering in indexes() and "metric_job_id_split_name" in indexes()
+    sql, params = results._pivot_query(1, ["accuracy", "f1"], None).sql()
+    plan = " ".join(str(row[-1]) for row in database_proxy.obj.execute_sql("EXPLAIN QUERY PLAN " + sql, params))
+    assert f"USING COVERING INDEX {covering} (job_id=?)" in plan
+    reopen()  # complete: nothing to add
+    assert covering in indexes()

@@ -315,6 +315,7 @@ BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--hide-scrollbars", "--virtual-time-budget=20000"]
 
 
+@pytest.mark.slow  # a headless browser: CI runs it
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
 def test_report_renders_in_headless_chromium(results, tmp_path):
     from PIL import Image

@@ -263,3 +263,187 @@ def test_search_charts_need_a_search(db, torch_ready):
     queue.run_jobs(progress=False)
     with pytest.raises(ChartNotApplicableError, match=r"queue: expected a queue made with search=...; queue \d+ is a plain grid"):
         queue.plot_optimization_history()
+
+
+# --- sampling beside other workers (issue #14) ------------------------------------------------------------
+def _constant_search(strategy: str, seed: int, n_trials: int, **hyperparameters):
+    """A search of the constant model on :func:`_target_splitset` (``queue_splitset[0]``)."""
+    grid = {"x": Float(-10.0, 10.0), "neuron_count": [1], **{k: [v] for k, v in hyperparameters.items()}}
+    return aiqc.Experiment.make(
+        library="pytorch", analysis_type="regression", fn_build=fns.constant_build, fn_train=fns.constant_train,
+        hyperparameters=grid, splitset_id=queue_splitset[0].id,
+        search=Search(strategy, n_trials=n_trials, metric="mae", seed=seed, n_startup_trials=2))
+
+
+def _combinations(queue) -> list:
+    return [h.hyperparameters["x"] for h in queue.experiment.hyperparamsets.order_by(Hyperparamset.index)]
+
+
+def test_sampling_leaves_the_write_lock_to_other_workers(db, torch_ready, monkeypatch):
+    """While a worker samples, it holds no transaction: another connection takes SQLite's write lock at once."""
+    import sqlite3
+
+    from aiqc import sampling
+    from aiqc.orm import database_proxy
+
+    queue_splitset[:] = [_target_splitset()]
+    queue = _constant_search("random", seed=0, n_trials=3)
+    sample, checked = sampling.next_trial, []
+
+    def sample_beside_a_writer(experiment):
+        assert not database_proxy.obj.in_transaction() and not database_proxy.obj.connection().in_transaction
+        other = sqlite3.connect(db, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" at once if this worker held the lock
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        checked.append(experiment.id)
+        return sample(experiment)
+
+    monkeypatch.setattr(sampling, "next_trial", sample_beside_a_writer)
+    summary = queue.run_jobs(progress=False)
+    assert summary.complete == 3 and len(checked) == 4  # 3 trials, then one look that finds the search done
+
+
+@pytest.mark.parametrize("repeat_count", [1, 2], ids=["resamples", "takes-the-winners-job"])
+def test_a_worker_that_loses_the_race_for_a_trial_index_claims_again(storage, torch_ready, monkeypatch,
+                                                                        repeat_count):
+    """Worker A samples trial 0; meanwhile worker B adds trial 0 and claims its job. A's insert
+    meets the unique (experiment, index): A takes trial 0's other job if it has one, else
+    samples trial 1. No trial index or job twice; exactly n_trials trials."""
+    from aiqc import runner, sampling
+
+    splitset = reference_make(datum.to_pandas("iris.tsv"), random_state=0)
+    queue = aiqc.Experiment.make(
+        library="pytorch", analysis_type="classification_multi", fn_build=fns.torch_build, fn_train=fns.torch_train,
+        hyperparameters={"neuron_count": Int(2, 16), "batch_size": [32], "epoch_count": [1]},
+        repeat_count=repeat_count, splitset_id=splitset.id, search=Search("random", n_trials=2, seed=0))
+    sample, samples = sampling.next_trial, []
+
+    def racing(experiment):
+        trial = sample(experiment)
+        samples.append(trial[0] if trial else None)
+        if len(samples) == 1:  # worker B claims while worker A samples
+            assert runner.claim(queue.id, "host:2:b") is not None
+        return trial
+
+    monkeypatch.setattr(sampling, "next_trial", racing)
+    a = runner.claim(queue.id, "host:1:a")
+    b = Job.get(Job.worker == "host:2:b").id
+    assert a is not None and a != b
+    assert Job.get_by_id(a).worker == "host:1:a" and Job.get_by_id(a).state is JobState.RUNNING
+    trials = [h.index for h in queue.experiment.hyperparamsets.order_by(Hyperparamset.index)]
+    if repeat_count == 1:
+        assert samples == [0, 0, 1] and trials == [0, 1]  # A lost index 0 to B, then sampled index 1
+        assert Job.get_by_id(a).hyperparamset.index == 1
+    else:
+        assert samples == [0, 0] and trials == [0]  # A took trial 0's second job instead
+        assert Job.get_by_id(a).hyperparamset_id == Job.get_by_id(b).hyperparamset_id
+    while runner.claim(queue.id, "host:1:a") is not None:
+        pass
+    assert queue.experiment.hyperparamsets.count() == 2 and queue.job_count == 2 * repeat_count
+    assert Job.select().where(Job.queue == queue.id, Job.state == JobState.QUEUED).count() == 0
+
+
+@pytest.mark.parametrize("strategy", ["random", "bayesian"])
+def test_the_kept_study_samples_as_a_study_rebuilt_from_every_trial(db, torch_ready, monkeypatch, strategy):
+    """A seeded search samples the same combinations whether the worker keeps its study between
+    trials or reads it afresh from the database before each (as aiqc did before)."""
+    from aiqc import sampling
+
+    queue_splitset[:] = [_target_splitset()]
+    kept = _constant_search(strategy, seed=4, n_trials=8)
+    assert kept.run_jobs(progress=False).complete == 8
+    assert sampling._cached_study.cache_info().misses == 1  # one study, kept for every trial
+    sample = sampling.next_trial
+
+    def afresh(experiment):
+        sampling._cached_study.cache_clear()
+        return sample(experiment)
+
+    monkeypatch.setattr(sampling, "next_trial", afresh)
+    rebuilt = _constant_search(strategy, seed=4, n_trials=8)
+    assert rebuilt.run_jobs(progress=False).complete == 8
+    assert _combinations(kept) == _combinations(rebuilt) and len(set(_combinations(kept))) == 8
+
+
+def fail_while_flagged(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    """constant_train, but jobs with x > 0 fail while the ``flag`` file exists."""
+    import os
+
+    if hp["x"] > 0 and os.path.exists(hp["flag"]):
+        raise RuntimeError("flagged")
+    return model
+
+
+def _finished_trials(study) -> list:
+    import optuna
+
+    kept = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [(t.params, t.state, t.value) for t in study.trials if t.state in kept]
+
+
+def test_the_kept_study_follows_failed_trials_that_are_retried(db, torch_ready, tmp_path):
+    """FAILED jobs can run again (retry_failed=True): a trial the study holds as FAIL that then
+    completes makes the study start over from the database."""
+    from aiqc import sampling
+    from aiqc.orm.base import database_key
+
+    flag = tmp_path / "flag"
+    flag.touch()
+    queue_splitset[:] = [_target_splitset()]
+    queue = aiqc.Experiment.make(
+        library="pytorch", analysis_type="regression", fn_build=fns.constant_build, fn_train=fail_while_flagged,
+        hyperparameters={"x": Float(-10.0, 10.0), "neuron_count": [1], "flag": [str(flag)]},
+        splitset_id=queue_splitset[0].id, search=Search("bayesian", n_trials=8, metric="mae", seed=0,
+                                                        n_startup_trials=2))
+    with pytest.warns(RuntimeWarning, match="FAILED"):
+        first = queue.run_jobs(progress=False)
+    assert first.failed > 0 and first.complete > 0
+    flag.unlink()
+    assert queue.run_jobs(progress=False, retry_failed=True).complete == 8
+    experiment = queue.experiment
+    cached = sampling._cached_study(database_key(), experiment.id, experiment.created_at)
+    cached.update(experiment)
+    study, _ = sampling.build_study(experiment, experiment.search_settings, sampling.search_space(experiment), 0)
+    assert len(_finished_trials(study)) == 8
+    assert _finished_trials(cached.study) == _finished_trials(study)
+
+
+def test_a_study_is_never_used_for_another_database(tmp_path, torch_ready, monkeypatch):
+    """The kept study is per database: ``clear_caches`` forgets it, and a database made anew at
+    the same place (same path, same experiment id) starts with a new study."""
+    from aiqc import sampling
+    from aiqc.database import clear_caches, current_path
+    from aiqc.database.sqlite import remove_files
+    from aiqc.orm import database_proxy
+
+    monkeypatch.delenv("AIQC_DB", raising=False)
+
+    def search_in(path) -> list:
+        aiqc.setup(path)
+        queue_splitset[:] = [_target_splitset()]
+        queue = _constant_search("bayesian", seed=5, n_trials=5)
+        assert queue.run_jobs(progress=False).complete == 5
+        return _combinations(queue)
+
+    def close() -> None:
+        database_proxy.obj.close()
+        database_proxy.initialize(None)
+
+    try:
+        reference = search_in(tmp_path / "reference.sqlite3")
+        assert sampling._cached_study.cache_info().currsize == 1
+        clear_caches()
+        assert sampling._cached_study.cache_info().currsize == 0
+        close()
+        assert search_in(tmp_path / "first.sqlite3") == reference
+        path = current_path()
+        close()
+        remove_files(path)  # deleted by hand, without clear_caches: the same path and experiment id again
+        assert search_in(path) == reference
+    finally:
+        if database_proxy.obj is not None:
+            close()
+        clear_caches()

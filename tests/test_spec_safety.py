@@ -225,6 +225,7 @@ def test_a_yaml_syntax_error_is_one_line_with_its_position(cli, tmp_path):
     assert "broken.yaml" in err and "line 4, column 11" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # worker processes: CI runs it
 def test_the_cli_refuses_then_opts_in_and_runs_with_two_workers(cli, tmp_path, elsewhere):
     marker = tmp_path / "marker"
     data = {"feature_encoders": [{"class": "elsewhere_mod.Scaler", "dtypes": ["float64"]}]}

@@ -284,6 +284,7 @@ def test_schema_version_and_additive_migration(storage: str) -> None:
 
 
 # --- 5. a sampled search shared by two worker processes --------------------------------------------------
+@pytest.mark.slow  # worker processes: CI runs it
 def test_two_workers_share_a_search(storage: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A random search of 6 trials run by 2 worker processes: 6 trials, indices 0..5, each job
     COMPLETE once with one model and its metrics once; the password is on no command line."""

@@ -153,7 +153,7 @@ def fn_build(features_shape, label_shape, **hp):
 queue = aiqc.Experiment.make(
     library="pytorch", analysis_type="classification_multi", fn_build=fn_build, fn_train=fns.torch_train,
     hyperparameters={{"neuron_count": list(range(4, 4 + {jobs})), "batch_size": [32], "epoch_count": [1],
-                     "sleep": [{sleep}]}},
+                     "sleep": [{sleep}], "meet": [{meet}]}},
     repeat_count=1, splitset_id=splitset.id)
 print("SUMMARY", queue.run_jobs(workers=2, threads=1, progress=False), flush=True)
 """
@@ -167,13 +167,14 @@ def build(features_shape, label_shape, neurons):
 """
 
 
-def _no_guard_script(folder: Path, jobs: int, sleep: float = 0.0) -> Path:
+def _no_guard_script(folder: Path, jobs: int, sleep: float = 0.0, meet: bool = False) -> Path:
     pytest.importorskip("torch")
     (folder / "lib").mkdir()
     (folder / "lib" / "user_layers.py").write_text(USER_LAYERS)
     script = folder / "experiment.py"
     script.write_text(NO_GUARD_SCRIPT.format(tests=str(TESTS), library=str(folder / "lib"),
-                                             database=str(folder / "script.sqlite3"), jobs=jobs, sleep=sleep))
+                                             database=str(folder / "script.sqlite3"), jobs=jobs, sleep=sleep,
+                                             meet=repr(str(folder / "meet")) if meet else "None"))
     return script
 
 
@@ -187,7 +188,7 @@ def _rows(database: Path, sql: str) -> list[tuple]:
 
 
 def test_run_jobs_with_workers_from_a_script_without_a_main_guard(tmp_path):
-    script = _no_guard_script(tmp_path, jobs=8)
+    script = _no_guard_script(tmp_path, jobs=8, meet=True)  # each worker's first job waits for the other's
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_clean_env(), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -241,13 +242,14 @@ def test_run_jobs_with_workers_from_the_command_line(tmp_path):
     if script is None:
         pytest.skip("the aiqc console script is not installed")
     env = {**_clean_env(), "AIQC_DB": str(tmp_path / "cli.sqlite3")}
-    done = subprocess.run([script, "run", str(EXAMPLES / "iris.yaml"), "run.workers=2",
-                           "experiment.hyperparameters.epoch_count=[2]", "--output-dir", "out"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "queue 1: 2 complete, 0 pruned, 0 failed" in done.stdout, done.stdout + done.stderr
-    workers = _rows(tmp_path / "cli.sqlite3", "SELECT DISTINCT worker FROM job")
-    assert len({worker.split(":")[1] for (worker,) in workers}) == 2  # both jobs ran in worker processes
+    process = subprocess.Popen([script, "run", str(EXAMPLES / "iris.yaml"), "run.workers=2",
+                                "experiment.hyperparameters.epoch_count=[2]", "--output-dir", "out"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "queue 1: 2 complete, 0 pruned, 0 failed" in out, out + err
+    workers = {int(worker.split(":")[1]) for (worker,) in _rows(tmp_path / "cli.sqlite3", "SELECT DISTINCT worker FROM job")}
+    assert 1 <= len(workers) <= 2 and process.pid not in workers  # the jobs ran in worker processes, not in `aiqc run`
 
 
 def _dying_command(code: int = 3) -> list[str]:

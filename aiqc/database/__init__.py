@@ -124,20 +124,24 @@ def _fault_on_open(database: Storage, error: BaseException) -> BaseException | N
 
 
 def _create_schema(database: Storage, read_only: bool = False) -> None:
-    """Check the schema version; create missing tables and add missing columns. A database
-    whose schema is complete gets no DDL at all: on PostgreSQL even ``CREATE ... IF NOT
-    EXISTS`` locks tables, and a worker opening the database would deadlock with workers
-    already writing jobs."""
+    """Check the schema version; create missing tables and indexes and add missing columns.
+    A database whose schema is complete gets no DDL at all: on PostgreSQL even ``CREATE ...
+    IF NOT EXISTS`` locks tables, and a worker opening the database would deadlock with
+    workers already writing jobs. Read-only, a missing index is no fault (queries are only
+    slower): the next writable open adds it."""
     if read_only:
         _check_version(database)
         _check_columns(database)
         return
-    if _check_version(database) and not _missing(database):
+    if _check_version(database) and not _missing(database) and not _missing_indexes(database):
         return
     with database.schema_lock(), database.atomic():
         _check_version(database)  # another process may have created or upgraded it meanwhile
-        database.create_tables(MODELS, safe=True)
+        indexes = _missing_indexes(database)
+        database.create_tables(MODELS, safe=True)  # missing tables; missing indexes (CREATE INDEX IF NOT EXISTS)
         _add_missing_columns(database)
+        for table, index in indexes:
+            logger.info("database: added index %s on %s", index, table)
         if SchemaInfo.get_or_none(SchemaInfo.key == "schema_version") is None:
             SchemaInfo.create(key="schema_version", value=str(SCHEMA_VERSION))
 
@@ -168,6 +172,21 @@ def _missing(database: Storage) -> dict[str, list[str]]:
         if columns:
             missing[table] = columns
     return missing
+
+
+def _missing_indexes(database: Storage) -> list[tuple[str, str]]:
+    """``(table, index name)`` of each index a model declares (its own indexes, and those of
+    its indexed fields) that is missing from its existing table, e.g. one added to the models
+    since the database was created (two catalog queries)."""
+    if database.url.is_sqlite:
+        query = "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index'"
+    else:
+        query = "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = current_schema()"
+    present = set(database.execute_sql(query).fetchall())
+    tables = set(database.get_tables())
+    return [(model._meta.table_name, index._name) for model in MODELS if model._meta.table_name in tables
+            for index in model._meta.fields_to_index()
+            if (model._meta.table_name, index._name) not in present]
 
 
 def _check_columns(database: Storage) -> None:

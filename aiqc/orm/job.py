@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
-from aiqc.orm.base import BaseModel, EnumField
+from aiqc.orm.base import BaseModel, EnumField, JSONField
 from aiqc.orm.experiment import Experiment, Hyperparamset
 from aiqc.orm.splitset import Fold
 from aiqc.states import JobState
@@ -181,6 +181,8 @@ class Job(BaseModel):
     finished_at = pw.DateTimeField(null=True)
     seconds = pw.FloatField(null=True)  # wall time of the last run
     error = pw.TextField(null=True)  # traceback of the last failure
+    features_shape = JSONField(null=True)  # what fn_build received: [n_features, ...] (set when recorded)
+    label_shape = JSONField(null=True)
 
     @property
     def hyperparameters(self) -> dict:
@@ -203,15 +205,21 @@ class Job(BaseModel):
             raise AIQCError(f"job {self.id} has no stored model (state {self.state}).")
         experiment = self.queue.experiment
         backend = get_backend(experiment.library)
-        splitset = experiment.splitset
         fns = experiment.load_functions()
-        fold = self.fold_index
 
         def rebuild():
-            samples = splitset.samples("train", fold)
-            return fns["fn_build"](samples["features"].shape[1:], samples["labels"].shape[1:], **self.hyperparameters)
+            return fns["fn_build"](*self.input_shapes(), **self.hyperparameters)
 
         return backend.load(bytes(record.blob), rebuild)
+
+    def input_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(features shape, label shape) of one sample, as fn_build received them: stored with
+        the job when it was recorded (a job recorded by an older aiqc: its training split is
+        encoded to learn them)."""
+        if self.features_shape is not None and self.label_shape is not None:
+            return tuple(self.features_shape), tuple(self.label_shape)
+        samples = self.queue.experiment.splitset.samples("train", self.fold_index)
+        return samples["features"].shape[1:], samples["labels"].shape[1:]
 
     def metrics(self) -> dict[str, dict[str, float]]:
         """``{split: {metric: value}}`` of a COMPLETE job."""
