@@ -272,8 +272,8 @@ def test_workers_and_an_executor_together_are_refused(db: Path) -> None:
 
 
 # --- 4. a queue shared by Ray tasks and an `aiqc worker` started by hand ------------------------------
-def test_a_queue_shared_by_ray_tasks_and_an_aiqc_worker_process(storage: str) -> None:
-    queue = _queue(6, sleep=2.0)  # 12 s for the worker alone: the Ray tasks start (~4 s) in time to share
+def test_a_queue_shared_by_ray_tasks_and_an_aiqc_worker_process(storage: str, tmp_path: Path) -> None:
+    queue = _queue(6, meet=str(tmp_path / "meet"))  # the worker's first job waits for a Ray task's (fns._meet)
     pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
     worker = subprocess.Popen([sys.executable, "-m", "aiqc.worker", "--queue", str(queue.id), "--threads", "1"],
                               env={**os.environ, "AIQC_DB": storage, "PYTHONPATH": pythonpath},

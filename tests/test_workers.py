@@ -31,13 +31,16 @@ def torch_queue(db):
     pytest.importorskip("torch")
     import fns
 
-    def make(job_count: int, sleep: float = 0.0):
+    def make(job_count: int, sleep: float = 0.0, meet: str | None = None):
+        """``meet``: a folder where the first jobs of two worker processes wait for each other
+        (fns._meet), so that a test knows the work was shared however fast the jobs are."""
         splitset = reference_make(datum.to_pandas("iris.tsv"), random_state=0)
+        grid = {"neuron_count": list(range(4, 4 + job_count)), "batch_size": [32], "epoch_count": [1], "sleep": [sleep]}
+        if meet is not None:
+            grid["meet"] = [meet]
         return aiqc.Experiment.make(
             library="pytorch", analysis_type="classification_multi", fn_build=fns.torch_build, fn_train=fns.torch_train,
-            hyperparameters={"neuron_count": list(range(4, 4 + job_count)), "batch_size": [32], "epoch_count": [1],
-                             "sleep": [sleep]},
-            repeat_count=1, splitset_id=splitset.id)
+            hyperparameters=grid, repeat_count=1, splitset_id=splitset.id)
 
     return make
 
@@ -80,8 +83,8 @@ def test_sigkill_mid_queue_then_run_jobs_finishes_every_job_once(db, torch_queue
     assert Job.get_by_id(killed_job.id).attempts == 2
 
 
-def test_four_workers_run_every_job_exactly_once(db, torch_queue):
-    queue = torch_queue(job_count=16)
+def test_four_workers_run_every_job_exactly_once(db, torch_queue, tmp_path):
+    queue = torch_queue(job_count=16, meet=str(tmp_path / "meet"))
     summary = queue.run_jobs(workers=4, threads=1, progress=False)
     assert (summary.complete, summary.failed, summary.queued) == (16, 0, 0)
     _assert_each_job_recorded_once(queue)
