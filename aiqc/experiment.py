@@ -259,13 +259,10 @@ def add_trial(experiment: Any, queue: Any, index: int, combination: dict, seed: 
     search, in the caller's transaction. Raises ``peewee.IntegrityError`` (whatever the
     database's driver) when the experiment has a trial ``index`` already: another worker
     added it first."""
-    from peewee import __exception_wrapper__ as as_peewee_error  # what peewee's own queries raise through
-
     from aiqc.orm import Fold, Hyperparamset
 
     folds = list(experiment.splitset.folds.order_by(Fold.fold_index)) or [None]
-    with as_peewee_error:  # _write_batch writes through the driver's cursor
-        (hyperparamset_id,) = _write_batch(experiment, queue, index, [combination], seed, folds)
+    (hyperparamset_id,) = _write_batch(experiment, queue, index, [combination], seed, folds)
     return Hyperparamset(id=hyperparamset_id, experiment=experiment, index=index, hyperparameters=combination)
 
 
@@ -288,11 +285,12 @@ def _write_batch(experiment: Any, queue: Any, start: int, batch: list[dict[str, 
                  folds: list[Any]) -> list[int]:
     """Insert ``batch`` as Hyperparamsets ``start``.. and their jobs; return the Hyperparamset ids."""
     from aiqc.orm import Hyperparamset, Job
+    from aiqc.orm.base import insert_rows
     from aiqc.search import job_seed
     from aiqc.states import JobState
 
     to_json = Hyperparamset.hyperparameters.db_value
-    _insert_rows(Hyperparamset, [Hyperparamset.experiment, Hyperparamset.index, Hyperparamset.hyperparameters],
+    insert_rows(Hyperparamset, [Hyperparamset.experiment, Hyperparamset.index, Hyperparamset.hyperparameters],
                  [(experiment.id, index, to_json(combination)) for index, combination in enumerate(batch, start)])
     stop = start + len(batch) - 1
     ids = dict(Hyperparamset.select(Hyperparamset.index, Hyperparamset.id)
@@ -305,22 +303,9 @@ def _write_batch(experiment: Any, queue: Any, start: int, batch: list[dict[str, 
              secrets.randbelow(2**31 - 1) if seed is None else job_seed(seed, index, repeat, fold_index), queued, 0)
             for index, hyperparamset_id in enumerate(hyperparamset_ids, start)
             for repeat in range(experiment.repeat_count) for fold_id, fold_index in fold_keys]
-    _insert_rows(Job, [Job.queue, Job.hyperparamset, Job.fold, Job.repeat_index, Job.seed, Job.state, Job.attempts],
+    insert_rows(Job, [Job.queue, Job.hyperparamset, Job.fold, Job.repeat_index, Job.seed, Job.state, Job.attempts],
                  rows)
     return hyperparamset_ids
-
-
-def _insert_rows(model: Any, fields: list[Any], rows: list[tuple]) -> None:
-    """``rows`` (database values, in ``fields`` order) inserted with one prepared statement
-    (``executemany``) in the caller's transaction: peewee writes the SQL once, not per row
-    (which is most of an ``insert_many``'s time at 100,000 rows), with the model's defaults
-    for the other columns (``created_at``: one time per call) appended to each row."""
-    if not rows:
-        return
-    # INSERT INTO "t" ("a", ..., "created_at") VALUES (?, ...): the given fields first, then the defaults
-    sql, template = model.insert_many([(None,) * len(fields)], fields=fields).sql()
-    defaults = tuple(template[len(fields):])
-    model._meta.database.cursor().executemany(sql, [row + defaults for row in rows] if defaults else rows)
 
 
 def first_sample(grid: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from peewee import IntegrityError
 from aiqc.database import check_file, translate, translated, write_transaction
 from aiqc.exceptions import DatabaseError, DatabaseGoneError
 from aiqc.orm import HistoryEntry, Job, JobState, Metric, Prediction, Queue, TrainedModel, database_proxy
-from aiqc.orm.base import utcnow
+from aiqc.orm.base import insert_rows, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -213,20 +213,23 @@ def record(job_id: int, worker: str, outcome: Any, library: Any, seconds: float,
         if not updated:
             logger.warning("job %s was taken from worker %s; its result is discarded", job_id, worker)
             return False
-        Metric.insert_many([
-            dict(job=job_id, split=split, name=name, value=None if value != value else float(value))
-            for split, values in outcome.metrics.items() for name, value in values.items()
-        ]).execute()
-        entries = [dict(job=job_id, epoch=epoch, name=name, value=None if v is None or v != v else float(v))
-                   for name, values in outcome.history.items() for epoch, v in enumerate(values)]
-        for start in range(0, len(entries), 500):
-            HistoryEntry.insert_many(entries[start:start + 500]).execute()
+        insert_rows(Metric, [Metric.job, Metric.split, Metric.name, Metric.value], [
+            (job_id, split, name, _stored(value)) for split, values in outcome.metrics.items()
+            for name, value in values.items()])
+        insert_rows(HistoryEntry, [HistoryEntry.job, HistoryEntry.epoch, HistoryEntry.name, HistoryEntry.value], [
+            (job_id, epoch, name, _stored(value)) for name, values in outcome.history.items()
+            for epoch, value in enumerate(values)])
         Prediction.insert_many([
             dict(job=job_id, split=split, indices=rows, predictions=predictions, probabilities=probabilities)
             for split, (rows, predictions, probabilities) in outcome.predictions.items()
         ]).execute()
         TrainedModel.insert(job=job_id, library=library, blob=outcome.model_blob).execute()
     return True
+
+
+def _stored(value: Any) -> float | None:
+    """A recorded number as stored: NULL for None and NaN."""
+    return None if value is None or value != value else float(value)
 
 
 @translated()

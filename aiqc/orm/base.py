@@ -53,6 +53,22 @@ def utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 
+def insert_rows(model: Any, fields: list[Any], rows: list[tuple]) -> None:
+    """``rows`` (database values, in ``fields`` order) inserted with one prepared statement
+    (``executemany``) in the caller's transaction: peewee writes the SQL once, not per row
+    (most of an ``insert_many``'s time, at 42 metric rows as at 100,000 jobs), with the
+    model's defaults for the other columns (``created_at``: one time per call) appended to
+    each row. The driver's errors leave as peewee's (``IntegrityError``, ...), as from any
+    peewee query."""
+    if not rows:
+        return
+    # INSERT INTO "t" ("a", ..., "created_at") VALUES (?, ...): the given fields first, then the defaults
+    sql, template = model.insert_many([(None,) * len(fields)], fields=fields).sql()
+    defaults = tuple(template[len(fields):])
+    with pw.__exception_wrapper__:
+        model._meta.database.cursor().executemany(sql, [row + defaults for row in rows] if defaults else rows)
+
+
 class JSONField(pw.TextField):
     """A JSON document stored as text (readable from plain SQL)."""
 
