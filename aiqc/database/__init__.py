@@ -178,11 +178,7 @@ def _missing_indexes(database: Storage) -> list[tuple[str, str]]:
     """``(table, index name)`` of each index a model declares (its own indexes, and those of
     its indexed fields) that is missing from its existing table, e.g. one added to the models
     since the database was created (two catalog queries)."""
-    if database.url.is_sqlite:
-        query = "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index'"
-    else:
-        query = "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = current_schema()"
-    present = set(database.execute_sql(query).fetchall())
+    present = database.index_names()
     tables = set(database.get_tables())
     return [(model._meta.table_name, index._name) for model in MODELS if model._meta.table_name in tables
             for index in model._meta.fields_to_index()

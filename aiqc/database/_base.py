@@ -33,11 +33,6 @@ class Storage:
         """A transaction for a claim or a record, holding the write lock it needs from the start."""
         raise NotImplementedError
 
-    def lock_row(self, model: type[pw.Model], row_id: int) -> None:
-        """Inside a :meth:`write_transaction`: wait for, then hold until it ends, a lock on one
-        row (two workers extending the same search take turns). No-op where the write
-        transaction already excludes every other writer."""
-
     def schema_lock(self) -> ContextManager[Any]:
         """Held while tables are created or migrated (two processes opening a new database at once)."""
         return contextlib.nullcontext()
@@ -57,6 +52,10 @@ class Storage:
 
     def remember_identity(self) -> None:
         """Record what :meth:`check_alive` compares against, right after opening."""
+
+    def index_names(self) -> set[tuple[str, str]]:
+        """``(table, index name)`` of every index of the database's tables, from its catalog."""
+        raise NotImplementedError
 
     def drop_all(self, models: list[type[pw.Model]]) -> bool:
         """Delete the database's records and tables; returns whether anything was removed."""

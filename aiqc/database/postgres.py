@@ -51,11 +51,6 @@ class AIQCPostgresqlDatabase(Storage, pw.PostgresqlDatabase):
         """A plain transaction: the claim's ``FOR UPDATE SKIP LOCKED`` locks what it takes."""
         return self.atomic()
 
-    def lock_row(self, model: type[pw.Model], row_id: int) -> None:
-        """``SELECT ... FOR UPDATE`` on the row, held until the transaction ends."""
-        key = model._meta.primary_key
-        list(model.select(key).where(key == row_id).for_update().tuples())
-
     @contextlib.contextmanager
     def schema_lock(self) -> Iterator[None]:
         """A transaction holding ``pg_advisory_xact_lock``: one process creates or migrates at a time."""
@@ -72,6 +67,11 @@ class AIQCPostgresqlDatabase(Storage, pw.PostgresqlDatabase):
     def translate(self, error: BaseException) -> DatabaseError | None:
         """See :func:`translate_postgresql`."""
         return translate_postgresql(error, self.url)
+
+    def index_names(self) -> set[tuple[str, str]]:
+        """From ``pg_indexes``, in the current schema."""
+        query = "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        return set(self.execute_sql(query).fetchall())
 
     def drop_all(self, models: list[type[pw.Model]]) -> bool:
         """Drop aiqc's tables (the database itself, and anything else in it, stays)."""

@@ -110,6 +110,10 @@ class AIQCSqliteDatabase(Storage, pw.SqliteDatabase):
                 f"database {str(path)!r} was truncated to 0 bytes while this process had it open: every record in "
                 "it is gone; restore it from a backup, then run_jobs() again.")
 
+    def index_names(self) -> set[tuple[str, str]]:
+        """From ``sqlite_master``."""
+        return set(self.execute_sql("SELECT tbl_name, name FROM sqlite_master WHERE type = 'index'").fetchall())
+
     def drop_all(self, models: list[type[pw.Model]]) -> bool:
         """Close and delete the file with its WAL and shared-memory files."""
         self.close()
