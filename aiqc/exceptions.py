@@ -164,3 +164,13 @@ class DataWarning(AIQCError, UserWarning):
     """Warned (``warnings.warn``), not raised: something in the data deserves a look, such as a
     one-hot column with very many categories, an unseen category at ``predict``, or text that
     looks like dates. Filter with ``warnings.simplefilter('error', aiqc.exceptions.DataWarning)``."""
+
+
+class VersionWarning(AIQCError, UserWarning):
+    """Warned, not raised: something stored (a fitted encoder, an exported model) is loaded under
+    other versions of Python or of the libraries than those it was made with; its output may
+    differ. The message names each version, then and now."""
+
+
+class InUseError(AIQCError, ValueError):
+    """A delete refused: the record is still used by others (listed in the message); nothing was deleted."""

@@ -34,6 +34,7 @@ from aiqc.database import check_file, translate, translated, write_transaction
 from aiqc.exceptions import DatabaseError, DatabaseGoneError
 from aiqc.orm import HistoryEntry, Job, JobState, Metric, Prediction, Queue, TrainedModel, database_proxy
 from aiqc.orm.base import insert_rows, utcnow
+from aiqc.versions import runtime as runtime_versions
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +209,8 @@ def record(job_id: int, worker: str, outcome: Any, library: Any, seconds: float,
     Returns whether it was."""
     with write_transaction():
         updated = (Job.update(state=state, finished_at=utcnow(), seconds=seconds, heartbeat_at=utcnow(),
-                              features_shape=list(outcome.features_shape), label_shape=list(outcome.label_shape))
+                              features_shape=list(outcome.features_shape), label_shape=list(outcome.label_shape),
+                              versions=runtime_versions())
                    .where((Job.id == job_id) & (Job.worker == worker) & (Job.state == JobState.RUNNING)).execute())
         if not updated:
             logger.warning("job %s was taken from worker %s; its result is discarded", job_id, worker)

@@ -8,14 +8,14 @@ from aiqc.orm.label import Label
 from aiqc.orm.meta import SCHEMA_VERSION, SchemaInfo
 from aiqc.orm.splitset import Fold, Splitset
 from aiqc.orm.experiment import Experiment, Hyperparamset
-from aiqc.orm.job import Job, Queue
+from aiqc.orm.job import Job, JobAlias, Queue
 from aiqc.states import JobState
 from aiqc.orm.result import HistoryEntry, IntermediateValue, Metric, Prediction, TrainedModel
 
 #: every table, in creation order (parents before children)
 MODELS = [SchemaInfo, Dataset, DatasetPart, Label, Feature, Splitset, Fold, Encoder,
-          Experiment, Hyperparamset, Queue, Job, Metric, HistoryEntry, IntermediateValue, Prediction, TrainedModel]
+          Experiment, Hyperparamset, Queue, Job, JobAlias, Metric, HistoryEntry, IntermediateValue, Prediction, TrainedModel]
 
 __all__ = ["BaseModel", "database_proxy", "MODELS", "SCHEMA_VERSION", "SchemaInfo", "Dataset", "DatasetPart",
            "Label", "Feature", "Splitset", "Fold", "Encoder",
-           "Experiment", "Hyperparamset", "Queue", "Job", "JobState", "Metric", "HistoryEntry", "IntermediateValue", "Prediction", "TrainedModel"]
+           "Experiment", "Hyperparamset", "Queue", "Job", "JobAlias", "JobState", "Metric", "HistoryEntry", "IntermediateValue", "Prediction", "TrainedModel"]

@@ -81,6 +81,18 @@ class JSONField(pw.TextField):
         return None if value is None else json.loads(value)
 
 
+class TagsField(JSONField):
+    """A list of tags as a JSON array; none is NULL (and reads back as [])."""
+
+    def db_value(self, value: Any) -> str | None:
+        """The tags as JSON text ([] and None: NULL)."""
+        return super().db_value(list(value)) if value else None
+
+    def python_value(self, value: str | None) -> list[str]:
+        """The stored tags (NULL: [])."""
+        return super().python_value(value) or []
+
+
 class ArrayField(pw.BlobField):
     """A numpy array stored in ``.npy`` format (dtype and shape travel with the bytes)."""
 
@@ -233,6 +245,60 @@ class EnumField(pw.CharField):
     def python_value(self, value: Any) -> Any:
         """The enum member of the stored value (NULL: None)."""
         return None if value is None else self.enum_class(value)
+
+
+#: "not given" for :meth:`Annotated.describe` (None clears a name)
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()
+
+
+class Annotated:
+    """What people write on a record to find it again months later: a name, a description and
+    tags. Mixed into a model whose own row holds ``name``, ``description`` and ``tags`` (a
+    :class:`~aiqc.orm.splitset.Splitset`), or that forwards them to another row (a queue's are
+    its experiment's): :meth:`_annotated` says which row."""
+
+    def _annotated(self) -> Any:
+        return self
+
+    def set_tags(self, tags: Any) -> list[str]:
+        """Replace the tags with ``tags`` (a list of strings, one string, or None for none);
+        returns them."""
+        from aiqc.tags import check_tags
+
+        return self._write_tags(check_tags(tags))
+
+    def add_tags(self, *tags: str) -> list[str]:
+        """Add tags (those already there are kept once); returns every tag."""
+        from aiqc.tags import check_tags
+
+        added = check_tags(list(tags))
+        return self._write_tags(list(self._annotated().tags) + [t for t in added if t not in list(self._annotated().tags)])
+
+    def remove_tags(self, *tags: str) -> list[str]:
+        """Remove tags (one not there is no error); returns the tags left."""
+        from aiqc.tags import check_tags
+
+        removed = check_tags(list(tags))
+        return self._write_tags([t for t in list(self._annotated().tags) if t not in removed])
+
+    def describe(self, name: Any = UNSET, description: Any = UNSET) -> Any:
+        """Set the name and/or the description (None clears one; one not given is kept);
+        returns ``self``."""
+        from aiqc.tags import check_text
+
+        row = self._annotated()
+        changes = {k: check_text(v, k) for k, v in (("name", name), ("description", description)) if v is not UNSET}
+        if changes:
+            type(row).update(**changes).where(type(row)._meta.primary_key == row.id).execute()
+            for key, value in changes.items():
+                setattr(row, key, value)
+        return self
+
+    def _write_tags(self, tags: list[str]) -> list[str]:
+        row = self._annotated()
+        type(row).update(tags=tags).where(type(row)._meta.primary_key == row.id).execute()
+        row.tags = list(tags)
+        return list(tags)
 
 
 class BaseModel(pw.Model):

@@ -9,7 +9,7 @@ import peewee as pw
 
 from aiqc.analysis import AnalysisType
 from aiqc.backends import Library
-from aiqc.orm.base import BaseModel, EnumField, JSONField, PickledBlobField, load_checked
+from aiqc.orm.base import BaseModel, EnumField, JSONField, PickledBlobField, TagsField, load_checked
 from aiqc.orm.splitset import Splitset
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class Experiment(BaseModel):
     sources = JSONField()  # {"fn_build": "def fn_build(...): ...", ...}
     name = pw.TextField(null=True)
     description = pw.TextField(null=True)
+    tags = TagsField(null=True, default=list)  # ["churn", "baseline"]: what people filter queues by; null (no tags) in older files
     seed = pw.BigIntegerField(null=True)  # every job's seed derives from it; null in files made before it existed
     objective_metric = pw.TextField(null=True)  # what ranks jobs: the search's metric, make(metric=...) or default
     objective_split = pw.TextField(null=True)

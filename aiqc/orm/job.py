@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
-from aiqc.orm.base import BaseModel, EnumField, JSONField
+from aiqc.orm.base import Annotated, BaseModel, EnumField, JSONField, ensure_database, utcnow
 from aiqc.orm.experiment import Experiment, Hyperparamset
 from aiqc.orm.splitset import Fold
 from aiqc.states import JobState
@@ -19,11 +19,33 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 
-class Queue(BaseModel):
-    """A run of an experiment: its jobs (hyperparameter combination x repeat x fold) and its output directory."""
+class Queue(Annotated, BaseModel):
+    """A run of an experiment: its jobs (hyperparameter combination x repeat x fold) and its output directory.
+
+    Its name, description and tags are its experiment's (``Experiment.make(name=, description=,
+    tags=)``); change them with :meth:`describe`, :meth:`set_tags`, :meth:`add_tags` and
+    :meth:`remove_tags`."""
 
     experiment = pw.ForeignKeyField(Experiment, backref="queues", on_delete="CASCADE")
     output_dir = pw.TextField(null=True)  # set by `aiqc run`: config, log, metrics, report
+
+    def _annotated(self) -> Experiment:
+        return self.experiment
+
+    @property
+    def name(self) -> str | None:
+        """The queue's name (its experiment's)."""
+        return self.experiment.name
+
+    @property
+    def description(self) -> str | None:
+        """The queue's description (its experiment's)."""
+        return self.experiment.description
+
+    @property
+    def tags(self) -> list[str]:
+        """The queue's tags (its experiment's), in the order given."""
+        return list(self.experiment.tags)
 
     def to_config(self, path: str | Path) -> Path:
         """Write a YAML spec (plus the functions' source as a module) that reproduces this queue."""
@@ -183,6 +205,64 @@ class Job(BaseModel):
     error = pw.TextField(null=True)  # traceback of the last failure
     features_shape = JSONField(null=True)  # what fn_build received: [n_features, ...] (set when recorded)
     label_shape = JSONField(null=True)
+    versions = JSONField(null=True)  # aiqc.versions.runtime() of the worker that recorded it
+
+    # --- aliases -------------------------------------------------------------------------
+    @classmethod
+    def get_by_alias(cls, alias: str) -> "Job":
+        """The job an alias points to (:class:`aiqc.exceptions.NotFoundError` when none does)."""
+        from aiqc.exceptions import NotFoundError
+        from aiqc.tags import check_alias
+
+        check_alias(alias)
+        row = JobAlias.select(JobAlias.job).where(JobAlias.name == alias).first()
+        if row is None:
+            known = [a.name for a in JobAlias.select(JobAlias.name).order_by(JobAlias.name).limit(20)]
+            raise NotFoundError(f"alias: expected an alias of a job; received {alias!r}, which no job has "
+                                f"(aliases: {known!r}).")
+        return cls.get_by_id(row.job_id)
+
+    @property
+    def aliases(self) -> list[str]:
+        """The aliases pointing to this job, sorted."""
+        return [a.name for a in JobAlias.select(JobAlias.name).where(JobAlias.job == self).order_by(JobAlias.name)]
+
+    def set_alias(self, alias: str) -> "Job | None":
+        """Point ``alias`` (e.g. ``'churn-prod'``) at this job, which must be COMPLETE. An alias
+        names one job: one already pointing at another job is moved here, in one statement, so
+        every reader sees either the old job or the new one. Returns the job it was moved from
+        (None when it is new or already here)."""
+        from aiqc.exceptions import ValidationError
+        from aiqc.tags import check_alias
+
+        check_alias(alias)
+        with ensure_database().write_transaction():
+            state = Job.select(Job.state).where(Job.id == self.id).scalar()
+            if state != JobState.COMPLETE.value:
+                raise ValidationError(f"alias: expected a {JobState.COMPLETE} job to point {alias!r} at; job {self.id} is "
+                                      f"{state or 'deleted'}. Nothing was changed.")
+            previous = JobAlias.select(JobAlias.job).where(JobAlias.name == alias).scalar()
+            if previous == self.id:
+                return None
+            (JobAlias.insert(name=alias, job=self.id, updated_at=utcnow())
+             .on_conflict(conflict_target=[JobAlias.name],
+                          update={JobAlias.job: self.id, JobAlias.updated_at: utcnow()}).execute())
+        if previous is None:
+            return None
+        import logging
+
+        logging.getLogger(__name__).info("alias %r moved from job %s to job %s", alias, previous, self.id)
+        return Job.get_or_none(Job.id == previous)
+
+    def remove_alias(self, alias: str) -> None:
+        """Remove ``alias`` from this job (an error when it does not point here)."""
+        from aiqc.exceptions import ValidationError
+        from aiqc.tags import check_alias
+
+        check_alias(alias)
+        removed = JobAlias.delete().where((JobAlias.name == alias) & (JobAlias.job == self.id)).execute()
+        if not removed:
+            raise ValidationError.expected("alias", f"one of job {self.id}'s aliases {self.aliases!r}", alias)
 
     @property
     def hyperparameters(self) -> dict:
@@ -294,3 +374,12 @@ class Job(BaseModel):
             have = [p.split for p in Prediction.select(Prediction.split).where(Prediction.job == self)]
             raise ValidationError.expected("split", f"one of {have!r}", split)
         return row.indices, row.predictions, row.probabilities
+
+
+class JobAlias(BaseModel):
+    """A name people give a job (``'churn-prod'``), unique in the database: :meth:`Job.set_alias`
+    moves it from job to job, :meth:`Job.get_by_alias` follows it."""
+
+    name = pw.TextField(unique=True)
+    job = pw.ForeignKeyField(Job, backref="alias_rows", on_delete="CASCADE")
+    updated_at = pw.DateTimeField(default=utcnow)

@@ -8,7 +8,7 @@ import numpy as np
 import peewee as pw
 
 from aiqc.exceptions import ValidationError
-from aiqc.orm.base import ArrayField, BaseModel, database_proxy
+from aiqc.orm.base import Annotated, ArrayField, BaseModel, TagsField, database_proxy
 from aiqc.orm.feature import Feature
 from aiqc.orm.label import Label
 
@@ -25,7 +25,7 @@ def _index_array(rows: np.ndarray | None) -> np.ndarray | None:
     return rows.astype(np.int32 if len(rows) == 0 or rows.max() < 2**31 else np.int64)
 
 
-class Splitset(BaseModel):
+class Splitset(Annotated, BaseModel):
     """Which rows train, validate and test; the seed and settings that chose them.
 
     Row indices are positions in the dataset (0..n-1), stored as ``.npy`` arrays. When
@@ -36,6 +36,7 @@ class Splitset(BaseModel):
     feature = pw.ForeignKeyField(Feature, backref="splitsets", on_delete="CASCADE")
     name = pw.TextField(null=True)
     description = pw.TextField(null=True)
+    tags = TagsField(null=True, default=list)  # ["churn", "2026-q3"]; null (no tags) in older files
     size_test = pw.FloatField()
     size_validation = pw.FloatField(null=True)
     bin_count = pw.IntegerField(null=True)
