@@ -2,7 +2,8 @@
 
     aiqc run CONFIG.yaml [key=value +key=value ~key ...] [-m] [--output-dir DIR] [--allow-module M ...]
     aiqc run CONFIG.yaml --help          # the config's keys and their current values
-    aiqc demo | list | show queue ID | show job ID | best QUEUE [--metric M]
+    aiqc demo | list [--tag T] | show queue ID | show job ID | best QUEUE [--metric M]
+    aiqc tag queue|splitset ID TAG ... [--remove TAG] | alias NAME [JOB] [--remove]
     aiqc report QUEUE PATH | worker --queue ID | db path | db upgrade
 
 Exit status 0 on success; on bad input a one-line error and status 2 (``--debug`` shows
@@ -16,6 +17,7 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiqc.exceptions import AIQCError
 
@@ -40,7 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-h", "--help", action="store_true", help="show the config's keys and values")
 
     commands.add_parser("demo", help="a small experiment on the bundled iris data")
-    commands.add_parser("list", help="every queue, with jobs per state")
+    listing = commands.add_parser("list", help="every queue, with its name, tags and jobs per state")
+    listing.add_argument("--tag", action="append", default=[], metavar="TAG",
+                         help="only queues with this tag (repeat, or a,b: with every one)")
+    tag = commands.add_parser("tag", help="add (or --remove) tags of a queue or a splitset")
+    tag.add_argument("kind", choices=["queue", "splitset"])
+    tag.add_argument("id", type=int)
+    tag.add_argument("tags", nargs="*", metavar="TAG")
+    tag.add_argument("--remove", action="append", default=[], metavar="TAG", help="remove this tag")
+    alias = commands.add_parser("alias", help="point an alias (e.g. churn-prod) at a job, show or --remove it")
+    alias.add_argument("alias")
+    alias.add_argument("job", nargs="?", type=int, help="the job to point it at (moved from another job)")
+    alias.add_argument("--remove", action="store_true", help="remove the alias")
     show = commands.add_parser("show", help="a queue's or a job's details")
     show.add_argument("kind", choices=["queue", "job"])
     show.add_argument("id", type=int)
@@ -137,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepared = specs.prepare(resolved, Path(args.config).resolve().parent,
                              specs.allow_list(args.allow_module, "--allow-module"))
     path = _setup(args, resolved.get("db"))
-    queue = specs.store(prepared)
+    queue = _noting_reuse(specs.store, prepared)
 
     now = dt.datetime.now()
     output = Path(args.output_dir or resolved.get("output_dir") or Path("outputs") / now.strftime("%Y-%m-%d") /
@@ -170,6 +183,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.failed == 0 else 1
 
 
+def _noting_reuse(store: Any, *args: Any) -> Any:
+    """``store(*args)``, with a :class:`~aiqc.exceptions.DataReusedNotice` printed as a ``note:``
+    line (any other warning is shown as usual)."""
+    import warnings
+
+    from aiqc.exceptions import DataReusedNotice
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataReusedNotice)
+        result = store(*args)
+    for warning in caught:
+        if issubclass(warning.category, DataReusedNotice):
+            _out(f"note: {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return result
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """``aiqc demo``: a small experiment on the bundled iris data."""
     from aiqc.demo import main as demo
@@ -182,8 +213,46 @@ def cmd_list(args: argparse.Namespace) -> int:
     import aiqc
 
     _setup(args)
-    frame = aiqc.list_queues()
-    _out("no queues yet" if frame.empty else frame.drop(columns=["created_at"]).to_string(index=False))
+    wanted = [t for given in args.tag for t in given.split(",")]
+    frame = aiqc.list_queues(tag=wanted or None)
+    if frame.empty:
+        _out(f"no queues tagged {', '.join(wanted)}" if wanted else "no queues yet")
+        return 0
+    frame = frame.drop(columns=["created_at"]).assign(name=frame["name"].fillna(""),
+                                                      tags=frame["tags"].map(",".join))
+    _out(frame.to_string(index=False))
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    """``aiqc tag queue|splitset ID TAG ... [--remove TAG]``: add and remove tags; prints the tags."""
+    import aiqc
+
+    _setup(args)
+    record = (aiqc.Queue if args.kind == "queue" else aiqc.Splitset).get_by_id(args.id)
+    tags = record.add_tags(*args.tags)
+    if args.remove:
+        tags = record.remove_tags(*args.remove)
+    _out(f"{args.kind} {args.id} tags: {', '.join(tags) or '(none)'}")
+    return 0
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    """``aiqc alias NAME [JOB] [--remove]``: point an alias at a job (moving it), show it, or remove it."""
+    import aiqc
+
+    _setup(args)
+    if args.remove:
+        job = aiqc.Job.get_by_alias(args.alias)
+        job.remove_alias(args.alias)
+        _out(f"alias {args.alias!r} removed from job {job.id}")
+    elif args.job is None:
+        job = aiqc.Job.get_by_alias(args.alias)
+        _out(f"alias {args.alias!r} -> job {job.id} (queue {job.queue_id}) {job.hyperparameters}")
+    else:
+        previous = aiqc.Job.get_by_id(args.job).set_alias(args.alias)
+        moved = f" (moved from job {previous.id})" if previous is not None else ""
+        _out(f"alias {args.alias!r} -> job {args.job}{moved}")
     return 0
 
 
@@ -198,6 +267,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         counts = {state.value: n for state, n in queue.state_counts().items()}
         _out(f"queue {queue.id}: {experiment.library} {experiment.analysis_type}, splitset {experiment.splitset_id}, "
              f"{counts}")
+        if experiment.name or experiment.tags:
+            _out(f"name {experiment.name or ''}" + (f"  tags {', '.join(experiment.tags)}" if experiment.tags else ""))
+        if experiment.description:
+            _out(f"description {experiment.description}")
         if queue.output_dir:
             _out(f"output {queue.output_dir}")
         _out(f"hyperparameters {experiment.hyperparameters}")
@@ -209,6 +282,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     _out(f"job {job.id}: {job.state}, queue {job.queue_id}, repeat {job.repeat_index}, fold {job.fold_index}, "
          f"seed {job.seed}, {job.seconds or 0:.2f} s")
     _out(f"hyperparameters {job.hyperparameters}")
+    if job.aliases:
+        _out(f"aliases {', '.join(job.aliases)}")
+    if job.versions:
+        _out("versions " + "  ".join(f"{name} {version}" for name, version in job.versions.items()))
     for split, values in job.metrics().items():
         _out(f"{split:>11} " + "  ".join(f"{k}={v:.4f}" for k, v in values.items()))
     if job.error:
@@ -260,7 +337,8 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "show": cmd_show, "best": cmd_best,
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "tag": cmd_tag, "alias": cmd_alias,
+            "show": cmd_show, "best": cmd_best,
             "report": cmd_report, "worker": cmd_worker, "db": cmd_db}
 
 

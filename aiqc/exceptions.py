@@ -174,3 +174,10 @@ class VersionWarning(AIQCError, UserWarning):
 
 class InUseError(AIQCError, ValueError):
     """A delete refused: the record is still used by others (listed in the message); nothing was deleted."""
+
+
+class DataReusedNotice(AIQCError, Warning):
+    """Warned, not raised: data given to ``Pipeline.Tabular.make`` / ``aiqc run`` is already
+    stored (same content hash and schema), so the stored dataset is reused instead of storing
+    another copy. Not a UserWarning: nothing is wrong. Silence it with
+    ``warnings.simplefilter('ignore', aiqc.exceptions.DataReusedNotice)``."""

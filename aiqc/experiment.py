@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator
 
 from aiqc.analysis import AnalysisType
 from aiqc.exceptions import ValidationError
+from aiqc.tags import check_tags, check_text
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def check_evaluation_splits(search: Any, splitset: Any, hide_test: bool) -> None
 
 def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train: Any, fn_lose: Any,
                     fn_optimize: Any, fn_predict: Any, repeat_count: Any, hyperparameters: Any, splitset_id: Any,
-                    hide_test: Any, search: Any = None, name: Any = None, description: Any = None,
+                    hide_test: Any, search: Any = None, name: Any = None, description: Any = None, tags: Any = None,
                     metrics: Any = None, metric: Any = None, seed: Any = None, positive_class: Any = None,
                     max_jobs: Any = DEFAULT_MAX_JOBS) -> Any:
     """Validate every argument of ``Experiment.make`` (see there), then store the experiment,
@@ -203,8 +204,8 @@ def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train
     if not isinstance(hide_test, bool):
         raise ValidationError.expected("hide_test", "True or False", hide_test)
     for key, value in (("name", name), ("description", description)):
-        if value is not None and not isinstance(value, str):
-            raise ValidationError.expected(key, "None or a string", value)
+        check_text(value, key)
+    tags = check_tags(tags)
     search = searching.Search.parse(search)
     sampled = search is not None and search.samples
     grid = check_hyperparameters(hyperparameters, sampled)
@@ -239,7 +240,7 @@ def make_experiment(*, library: Any, analysis_type: Any, fn_build: Any, fn_train
         experiment = Experiment.create(
             splitset=splitset, library=library, analysis_type=analysis, repeat_count=int(repeat_count),
             hide_test=hide_test, hyperparameters=searching.dumps_grid(grid), functions=blob, sources=sources,
-            search=None if search is None else search.to_json(), name=name, description=description,
+            search=None if search is None else search.to_json(), name=name, description=description, tags=tags,
             seed=seed, objective_metric=objective_metric, objective_split=objective_split,
             metric_functions=functions.dumps({n: fn for n, (fn, _) in custom.items()}) if custom else None,
             metric_directions={n: metric_set.direction(n) for n in custom} or None,

@@ -9,6 +9,7 @@ from typing import Any
 from aiqc.data import plan as planning
 from aiqc.database import ensure_setup
 from aiqc.orm import Dataset, Feature, Label, Splitset
+from aiqc.tags import check_tags
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class _Tabular:
         name: str | None = None,
         description: str | None = None,
         parse_dates: list[str] | None = None,
+        tags: list[str] | None = None,
     ) -> Splitset:
         """Store a table, its label and features, stratified splits (and folds) and the
         encoders fit on training rows; return the :class:`~aiqc.orm.Splitset`.
@@ -49,8 +51,11 @@ class _Tabular:
         bin_count : stratify a continuous label by this many quantile bins.
         random_state : seed of the split; drawn at random (and stored) when None.
         name, description : free text stored with the splitset and dataset.
+        tags : a list of strings stored with the splitset (``list_splitsets(tag=...)``;
+            change them later with ``splitset.set_tags(...)``).
         parse_dates : column(s) to read as dates (a value that is not a date is an error).
         """
+        tags = check_tags(tags)
         dataset_plan = planning.plan_dataset(df_or_path, name=name, description=description, parse_dates=parse_dates)
         df = dataset_plan.df
         label_plan = planning.plan_label(df, label_column)
@@ -62,7 +67,7 @@ class _Tabular:
             dataset = Dataset._from_plan(dataset_plan)
             label = Label._from_plan(dataset, label_plan)
             feature = Feature._from_plan(dataset, feature_plan)
-            splitset = Splitset._from_plan(label, feature, split_plan, name=name, description=description)
+            splitset = Splitset._from_plan(label, feature, split_plan, name=name, description=description, tags=tags)
             splitset._write_encoders(encoder_plans)
         logger.info(
             "splitset %s: %s train / %s validation / %s test rows%s", splitset.id, splitset.count_train,

@@ -306,16 +306,25 @@ def history_to_pandas(job: Any) -> "pd.DataFrame":
     return frame
 
 
-def list_queues() -> "pd.DataFrame":
-    """One row per queue: its experiment, library, analysis type, jobs by state, and the best
-    value of its objective; three queries whatever the number of queues and jobs."""
+def tagged(records: list[Any], tag: Any, tags_of: Any = lambda r: r.tags) -> list[Any]:
+    """The records carrying every tag of ``tag`` (one string, or a list of them; None: all)."""
+    from aiqc.tags import check_tags
+
+    wanted = check_tags(tag, "tag")
+    return [r for r in records if all(t in tags_of(r) for t in wanted)]
+
+
+def list_queues(tag: str | list[str] | None = None) -> "pd.DataFrame":
+    """One row per queue: its name and tags, experiment, library, analysis type, jobs by state,
+    and the best value of its objective; three queries whatever the number of queues and jobs.
+    ``tag``: only the queues with that tag (a list: with every one of them)."""
     import pandas as pd
 
     from aiqc.database import ensure_setup
     from aiqc.orm import Experiment, Queue
 
     ensure_setup()
-    queues = list(Queue.select(Queue, Experiment).join(Experiment).order_by(Queue.id))
+    queues = tagged(list(Queue.select(Queue, Experiment).join(Experiment).order_by(Queue.id)), tag)
     counts = _state_counts()
     best = _best_scores(queues)
     rows = []
@@ -323,12 +332,14 @@ def list_queues() -> "pd.DataFrame":
         experiment = queue.experiment
         states = {state: counts.get((queue.id, state), 0) for state in JobState}
         metric, split = experiment.objective
-        rows.append(dict(queue_id=queue.id, experiment_id=experiment.id, splitset_id=experiment.splitset_id,
+        rows.append(dict(queue_id=queue.id, name=experiment.name, tags=list(experiment.tags),
+                         experiment_id=experiment.id, splitset_id=experiment.splitset_id,
                          library=experiment.library.value, analysis_type=experiment.analysis_type.value,
                          repeat_count=experiment.repeat_count, jobs=sum(states.values()),
                          **{s.value.lower(): n for s, n in states.items()}, objective=f"{split} {metric}",
                          best=best.get(queue.id), created_at=queue.created_at))
-    return pd.DataFrame(rows, columns=["queue_id", "experiment_id", "splitset_id", "library", "analysis_type",
+    return pd.DataFrame(rows, columns=["queue_id", "name", "tags", "experiment_id", "splitset_id", "library",
+                                       "analysis_type",
                                        "repeat_count", "jobs", *(s.value.lower() for s in JobState), "objective",
                                        "best", "created_at"])
 
@@ -369,13 +380,16 @@ def _best_scores(queues: list[Any]) -> dict[int, float]:
     return best
 
 
-def _listing(model: Any, fields: dict[str, Any]) -> "pd.DataFrame":
+def _listing(model: Any, fields: dict[str, Any], tag: Any = None) -> "pd.DataFrame":
     import pandas as pd
 
     from aiqc.database import ensure_setup
 
     ensure_setup()
-    rows = [{name: get(record) for name, get in fields.items()} for record in model.select().order_by(model.id)]
+    records = list(model.select().order_by(model.id))
+    if tag is not None:
+        records = tagged(records, tag)
+    rows = [{name: get(record) for name, get in fields.items()} for record in records]
     return pd.DataFrame(rows, columns=list(fields))
 
 
@@ -384,7 +398,8 @@ def list_experiments() -> "pd.DataFrame":
     from aiqc.orm import Experiment
 
     return _listing(Experiment, {
-        "experiment_id": lambda e: e.id, "splitset_id": lambda e: e.splitset_id, "library": lambda e: e.library.value,
+        "experiment_id": lambda e: e.id, "name": lambda e: e.name, "tags": lambda e: list(e.tags),
+        "splitset_id": lambda e: e.splitset_id, "library": lambda e: e.library.value,
         "analysis_type": lambda e: e.analysis_type.value, "hyperparameters": lambda e: e.hyperparameters,
         "repeat_count": lambda e: e.repeat_count, "hide_test": lambda e: e.hide_test, "created_at": lambda e: e.created_at})
 
@@ -399,12 +414,14 @@ def list_datasets() -> "pd.DataFrame":
         "stored_bytes": lambda d: d.stored_bytes, "created_at": lambda d: d.created_at})
 
 
-def list_splitsets() -> "pd.DataFrame":
-    """One row per splitset: its dataset, label, rows per split, folds, bins and random state."""
+def list_splitsets(tag: str | list[str] | None = None) -> "pd.DataFrame":
+    """One row per splitset: its name, tags, dataset, label, rows per split, folds, bins and
+    random state. ``tag``: only the splitsets with that tag (a list: with every one of them)."""
     from aiqc.orm import Splitset
 
     return _listing(Splitset, {
-        "splitset_id": lambda s: s.id, "dataset_id": lambda s: s.label.dataset_id, "label": lambda s: s.label.column,
+        "splitset_id": lambda s: s.id, "name": lambda s: s.name, "tags": lambda s: list(s.tags),
+        "dataset_id": lambda s: s.label.dataset_id, "label": lambda s: s.label.column,
         "train": lambda s: s.count_train, "validation": lambda s: s.count_validation, "test": lambda s: s.count_test,
         "fold_count": lambda s: s.fold_count, "bin_count": lambda s: s.bin_count, "stratify": lambda s: s.stratify,
-        "random_state": lambda s: s.random_state, "created_at": lambda s: s.created_at})
+        "random_state": lambda s: s.random_state, "created_at": lambda s: s.created_at}, tag)

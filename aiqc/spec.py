@@ -6,8 +6,10 @@
                   (any encoder may be a pipeline of steps instead of one class:
                    {steps: [{class: sklearn.impute.SimpleImputer, params: {strategy: median}},
                             {class: sklearn.preprocessing.StandardScaler}], columns: [...]}),
-                  size_test, size_validation, fold_count, bin_count, random_state}
-    experiment:  {library, analysis_type, fn_build: module:function, fn_train: module:function,
+                  size_test, size_validation, fold_count, bin_count, random_state, name, description,
+                  tags: [...]}
+    experiment:  {library, analysis_type, fn_build: module:function, fn_train: module:function, name,
+                  description, tags: [churn, baseline],
                   fn_lose, fn_optimize, fn_predict, repeat_count, hide_test,
                   hyperparameters: {name: [values] | {int: [low, high], log: true} | {float: [...]}
                                     | {categorical: [...]}},
@@ -50,9 +52,9 @@ if TYPE_CHECKING:
 SECTIONS = {
     "data": {"datum", "path", "label_column", "feature_cols_excluded", "label_encoder", "feature_encoders",
              "size_test", "size_validation", "fold_count", "bin_count", "random_state", "name", "description",
-             "parse_dates"},
+             "parse_dates", "tags"},
     "experiment": {"library", "analysis_type", "fn_build", "fn_train", "fn_lose", "fn_optimize", "fn_predict",
-                   "repeat_count", "hide_test", "hyperparameters", "search", "name", "description",
+                   "repeat_count", "hide_test", "hyperparameters", "search", "name", "description", "tags",
                    "metrics", "metric", "seed", "max_jobs"},
     "run": {"workers", "threads"},
 }
@@ -594,7 +596,8 @@ def export(queue: Any, path: str | Path) -> Path:
                  "size_test": splitset.size_test, "size_validation": splitset.size_validation,
                  "fold_count": splitset.fold_count, "bin_count": splitset.bin_count,
                  "random_state": splitset.random_state,
-                 "parse_dates": [c for c, d in dataset.dtypes.items() if d.startswith("datetime64")] or None},
+                 "parse_dates": [c for c, d in dataset.dtypes.items() if d.startswith("datetime64")] or None,
+                 "name": splitset.name, "description": splitset.description, "tags": splitset.tags or None},
         "experiment": {"library": experiment.library.value, "analysis_type": experiment.analysis_type.value,
                        **{k: (f"{module_name}:{_function_name(sources[k], k)}" if sources.get(k) else None)
                           for k in FUNCTIONS},
@@ -604,7 +607,9 @@ def export(queue: Any, path: str | Path) -> Path:
                        "metrics": {name: {"fn": f"{module_name}:{_function_name(metric_sources[name], name)}",
                                           "direction": direction}
                                    for name, direction in (experiment.metric_directions or {}).items()} or None,
-                       "metric": experiment.objective_metric, "seed": experiment.seed},
+                       "metric": experiment.objective_metric, "seed": experiment.seed,
+                       "name": experiment.name, "description": experiment.description,
+                       "tags": experiment.tags or None},
         "run": {"workers": 1},
     }
     path.write_text(yaml.safe_dump(spec, sort_keys=False))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from aiqc.data.plan import DatasetPlan
     from aiqc.orm.feature import Feature
     from aiqc.orm.label import Label
+
+
+logger = logging.getLogger(__name__)
 
 
 class _Tabular:
@@ -62,6 +66,45 @@ class Dataset(BaseModel):
 
     @classmethod
     def _from_plan(cls, plan: "DatasetPlan") -> "Dataset":
+        """The stored dataset of ``plan``: an existing one with the same content (the sha256 of
+        its parquet parts) and schema (columns and dtypes), reused with a
+        :class:`~aiqc.exceptions.DataReusedNotice`, else a new one."""
+        existing = cls._same_content(plan)
+        if existing is not None:
+            import warnings
+
+            from aiqc.exceptions import DataReusedNotice
+
+            logger.info("dataset %s reused: same content and schema as %s", existing.id, plan.source)
+            warnings.warn(f"dataset: the data given ({plan.source}, {existing.row_count} rows x {existing.column_count} "
+                          f"columns) is already stored as dataset {existing.id}"
+                          f"{f' ({existing.name!r})' if existing.name else ''} with the same content (sha256 "
+                          f"{existing.sha256[:12]}...) and schema; reusing it instead of storing another copy.",
+                          DataReusedNotice, stacklevel=3)
+            return existing
+        return cls._write(plan)
+
+    @classmethod
+    def _same_content(cls, plan: "DatasetPlan") -> "Dataset | None":
+        """A stored dataset with the rows, columns, dtypes and parquet bytes of ``plan``, or None.
+        Only when one has the same shape and schema are the parts serialised to be hashed
+        (not stored): storing new data costs one query more."""
+        df = plan.df
+        candidates = [d for d in cls.select().where((cls.row_count == len(df)) & (cls.column_count == df.shape[1]))
+                      .order_by(cls.id)
+                      if d.columns == [str(c) for c in df.columns] and d.dtypes == plan.dtypes and d.sha256]
+        if not candidates:
+            return None
+        from aiqc.data.frames import iter_parquet_parts
+
+        digest = hashlib.sha256()
+        for _, _, blob in iter_parquet_parts(df):
+            digest.update(memoryview(blob))
+        sha256 = digest.hexdigest()
+        return next((d for d in candidates if d.sha256 == sha256), None)
+
+    @classmethod
+    def _write(cls, plan: "DatasetPlan") -> "Dataset":
         from aiqc.data.frames import iter_parquet_parts
 
         df = plan.df

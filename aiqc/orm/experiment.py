@@ -58,6 +58,7 @@ class Experiment(BaseModel):
         search: Any = None,
         name: str | None = None,
         description: str | None = None,
+        tags: list[str] | None = None,
         metrics: dict | None = None,
         metric: str | None = None,
         seed: int | None = None,
@@ -82,6 +83,8 @@ class Experiment(BaseModel):
         (random / Bayesian / GP sampling of ``aiqc.search.Int/Float/Categorical`` values,
         ``n_trials``, and an optional pruner that stops hopeless jobs early).
 
+        ``name``, ``description``, ``tags`` (a list of strings): what ``list_queues(tag=...)`` and
+        ``aiqc list --tag`` filter on; change them later with ``queue.describe(...)`` / ``queue.set_tags(...)``.
         ``metrics``: the user's own metrics, ``{name: fn}`` or ``{name: (fn, 'minimize')}`` with
         ``fn(y_true, y_pred, y_prob) -> float``, recorded on every split beside the built-in ones.
         ``metric``: the queue's objective, what ``best_job()`` and the report rank by (default:
@@ -99,7 +102,7 @@ class Experiment(BaseModel):
             library=library, analysis_type=analysis_type, fn_build=fn_build, fn_train=fn_train,
             fn_lose=fn_lose, fn_optimize=fn_optimize, fn_predict=fn_predict, repeat_count=repeat_count,
             hyperparameters=hyperparameters, splitset_id=splitset_id, hide_test=hide_test,
-            search=search, name=name, description=description, metrics=metrics, metric=metric, seed=seed,
+            search=search, name=name, description=description, tags=tags, metrics=metrics, metric=metric, seed=seed,
             positive_class=positive_class, max_jobs=max_jobs,
         )
 

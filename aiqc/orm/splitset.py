@@ -54,10 +54,14 @@ class Splitset(Annotated, BaseModel):
     @classmethod
     def make(cls, label: Label, feature: Feature, size_test: float = 0.22, size_validation: float | None = None,
              fold_count: int | None = None, bin_count: int | None = None, random_state: int | None = None,
-             name: str | None = None, description: str | None = None) -> "Splitset":
+             name: str | None = None, description: str | None = None, tags: Any = None) -> "Splitset":
         """Split the rows of ``label``'s dataset (stratified by class, or by quantile bins)."""
         from aiqc.data.plan import plan_feature, plan_splits, plan_label
+        from aiqc.tags import check_tags, check_text
 
+        check_text(name, "name")
+        check_text(description, "description")
+        tags = check_tags(tags)
         if not isinstance(label, Label):
             raise ValidationError.expected("label", "a Label (from dataset.make_label)", label)
         if not isinstance(feature, Feature):
@@ -72,14 +76,14 @@ class Splitset(Annotated, BaseModel):
         splits = plan_splits(plan_label(df, label.column), size_test, size_validation, fold_count,
                              bin_count, random_state)
         with database_proxy.atomic():
-            return cls._from_plan(label, feature, splits, name=name, description=description)
+            return cls._from_plan(label, feature, splits, name=name, description=description, tags=tags)
 
     @classmethod
     def _from_plan(cls, label: Label, feature: Feature, plan: "SplitPlan", name: str | None = None,
-                   description: str | None = None) -> "Splitset":
+                   description: str | None = None, tags: list[str] | None = None) -> "Splitset":
         counts = {s: (0 if rows is None else len(rows)) for s, rows in plan.indices.items()}
         splitset = cls.create(
-            label=label, feature=feature, name=name, description=description,
+            label=label, feature=feature, name=name, description=description, tags=tags or [],
             size_test=plan.size_test, size_validation=plan.size_validation, bin_count=plan.bin_count,
             fold_count=plan.fold_count, random_state=plan.random_state, stratify=plan.stratify,
             count_train=counts["train"], count_validation=counts["validation"], count_test=counts["test"],
@@ -179,23 +183,10 @@ class Splitset(Annotated, BaseModel):
 
     def encode_features(self, frame: "pd.DataFrame", fold: int | None = None) -> "pd.DataFrame":
         """Apply the feature encoders of a scope (the fold's, or the train split's) to raw
-        feature rows; encoded blocks in encoder order, then the pass-through columns."""
-        import pandas as pd
+        feature rows; encoded blocks in encoder order, then the pass-through columns (bools as 0/1)."""
+        from aiqc.data.encode import encode_features
 
-        encoders = self.encoders_for(fold, side="feature")
-        claimed = {c for e in encoders for c in e.columns}
-        blocks, names = [], []
-        for encoder in encoders:
-            blocks.append(encoder.transform(frame))
-            names += encoder.output_columns
-        passthrough = [c for c in self.feature.columns if c not in claimed]
-        if passthrough:
-            from aiqc.data.encode import passthrough_values  # bools as 0/1
-
-            blocks.append(passthrough_values(frame[passthrough]))
-            names += passthrough
-        values = blocks[0] if len(blocks) == 1 else np.hstack([b.astype(np.float64, copy=False) for b in blocks])
-        return pd.DataFrame(values, columns=names, index=frame.index)
+        return encode_features(frame, self.encoders_for(fold, side="feature"), self.feature.columns)
 
     def label_to_pandas(self, split: str = "train", fold: int | None = None, encoded: bool = False) -> "pd.DataFrame":
         """The label column of ``split``; ``encoded=True`` applies the label encoder fit for that
