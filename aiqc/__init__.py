@@ -40,18 +40,23 @@ _LAZY = {
 }
 _ALIASES = {"torch_fit": ("aiqc.backends.pytorch", "fit"), "record_epoch": ("aiqc.backends.pytorch", "record_epoch"),
             "list_queues": ("aiqc.results", "list_queues"), "list_experiments": ("aiqc.results", "list_experiments"),
-            "list_datasets": ("aiqc.results", "list_datasets"), "list_splitsets": ("aiqc.results", "list_splitsets")}
+            "list_datasets": ("aiqc.results", "list_datasets"), "list_splitsets": ("aiqc.results", "list_splitsets"),
+            "compare_queues": ("aiqc.compare", "compare_queues"), "write_report": ("aiqc.report", "write_report"),
+            "load_predictor": ("aiqc.export", "load_predictor")}
 
 __all__ = ["setup", "destroy_db", "exceptions", "datum", "Pipeline", "Dataset", "Label", "Feature",
            "Splitset", "Fold", "Encoder", "Experiment", "Queue", "Job", "JobState", "torch_fit", "record_epoch",
-           "list_queues", "list_experiments", "list_datasets", "list_splitsets", "plots",
-           "executors", "__version__"]
+           "list_queues", "list_experiments", "list_datasets", "list_splitsets", "compare_queues", "write_report",
+           "load_predictor", "plots", "executors", "__version__"]
 
 if TYPE_CHECKING:
     from aiqc import datum, executors
     from aiqc.backends.pytorch import fit as torch_fit, record_epoch
+    from aiqc.compare import compare_queues
+    from aiqc.export import load_predictor
     from aiqc.orm import Dataset, Encoder, Experiment, Feature, Fold, Job, JobState, Label, Queue, Splitset
     from aiqc.pipeline import Pipeline
+    from aiqc.report import write_report
     from aiqc.results import list_datasets, list_experiments, list_queues, list_splitsets
 
 

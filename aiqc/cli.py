@@ -4,7 +4,11 @@
     aiqc run CONFIG.yaml --help          # the config's keys and their current values
     aiqc demo | list [--tag T] | show queue ID | show job ID | best QUEUE [--metric M]
     aiqc tag queue|splitset ID TAG ... [--remove TAG] | alias NAME [JOB] [--remove]
-    aiqc report QUEUE PATH | worker --queue ID | db path | db upgrade
+    aiqc compare QUEUE QUEUE ... [--metric M] [--split S] | report QUEUE [QUEUE ...] PATH
+    aiqc worker --queue ID | db path | db upgrade | db vacuum
+    aiqc export JOB PATH                 # JOB: an id or an alias; prints the file written
+    aiqc predict PATH INPUT.csv > out.csv   # an exported predictor; needs no database
+    aiqc rm queue|splitset|dataset ID [--yes] [--force]   # shows what goes, then asks: Delete? [y/N]
 
 Exit status 0 on success; on bad input a one-line error and status 2 (``--debug`` shows
 the traceback).
@@ -61,14 +65,29 @@ def _parser() -> argparse.ArgumentParser:
     best.add_argument("queue", type=int)
     best.add_argument("--metric", help="default: the queue's objective metric")
     best.add_argument("--split", help="default: the queue's objective split")
-    report = commands.add_parser("report", help="write a queue's HTML report")
-    report.add_argument("queue", type=int)
+    compare = commands.add_parser("compare", help="several queues' best and mean scores side by side")
+    compare.add_argument("queues", type=int, nargs="+", metavar="QUEUE")
+    compare.add_argument("--metric", help="default: the first queue's objective metric")
+    compare.add_argument("--split", help="default: the first queue's objective split")
+    report = commands.add_parser("report", help="write a queue's HTML report (several: with a comparison first)")
+    report.add_argument("queues", type=int, nargs="+", metavar="QUEUE")
     report.add_argument("path")
+    export = commands.add_parser("export", help="write a COMPLETE job as one file that predicts without the database")
+    export.add_argument("job", metavar="JOB", help="a job id, or an alias pointing at a job")
+    export.add_argument("path", metavar="PATH", help="the file to write, e.g. churn.aiqc")
+    predict = commands.add_parser("predict", help="predict the rows of a CSV with an exported job; CSV to stdout")
+    predict.add_argument("path", metavar="PATH", help="a file written by `aiqc export` (or its unzipped folder)")
+    predict.add_argument("input", metavar="INPUT.csv", help="raw rows with the feature columns; - reads stdin")
     worker = commands.add_parser("worker", help="join a queue as a worker")
     worker.add_argument("--queue", type=int, required=True)
     worker.add_argument("--threads", type=int)
-    db = commands.add_parser("db", help="the database: its path, or upgrade its schema")
-    db.add_argument("action", choices=["path", "upgrade"])
+    rm = commands.add_parser("rm", help="delete a queue, a splitset or a dataset (shows what goes, then asks)")
+    rm.add_argument("kind", choices=["queue", "splitset", "dataset"])
+    rm.add_argument("id", type=int)
+    rm.add_argument("--yes", action="store_true", help="delete without asking")
+    rm.add_argument("--force", action="store_true", help="delete a queue even while jobs of it run")
+    db = commands.add_parser("db", help="the database: its path, upgrade its schema, or vacuum it")
+    db.add_argument("action", choices=["path", "upgrade", "vacuum"])
     return parser
 
 
@@ -308,12 +327,56 @@ def cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """``aiqc report QUEUE PATH``: write a queue's HTML report and print its path."""
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``aiqc compare QUEUE QUEUE ...``: print each queue's best and mean score and their spread."""
     import aiqc
 
     _setup(args)
-    _out(str(aiqc.Queue.get_by_id(args.queue).report(args.path)))
+    frame = aiqc.compare_queues(args.queues, metric=args.metric, split=args.split)
+    frame["tags"] = [",".join(tags) for tags in frame["tags"]]
+    frame["name"] = frame["name"].fillna("")
+    _out(frame.to_string(index=False))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``aiqc report QUEUE [QUEUE ...] PATH``: write the HTML report of a queue (of several,
+    after a comparison of them) and print its path."""
+    import aiqc
+
+    _setup(args)
+    queues = args.queues[0] if len(args.queues) == 1 else args.queues
+    _out(str(aiqc.write_report(queues, args.path)))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``aiqc export JOB PATH``: write a COMPLETE job (an id, or an alias) as one self-contained
+    file and print its path."""
+    import aiqc
+
+    _setup(args)
+    job = aiqc.Job.get_by_id(int(args.job)) if args.job.isdigit() else aiqc.Job.get_by_alias(args.job)
+    _out(str(job.export(args.path)))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``aiqc predict PATH INPUT.csv``: predict the CSV's rows with an exported job and write the
+    predictions as CSV to stdout (no database is opened)."""
+    import pandas as pd
+
+    from aiqc.exceptions import ValidationError
+    from aiqc.export import load_predictor
+
+    predictor = load_predictor(args.path)
+    source = sys.stdin if args.input == "-" else args.input
+    try:
+        rows = pd.read_csv(source)
+    except (OSError, ValueError) as error:  # missing file, empty or malformed CSV
+        raise ValidationError(f"INPUT.csv: expected a readable CSV file with a header row; received {args.input!r}: "
+                         f"{error}") from error
+    _out(predictor.predict(rows).to_csv(index=False))
     return 0
 
 
@@ -325,13 +388,45 @@ def cmd_worker(args: argparse.Namespace) -> int:
                   + (["--threads", str(args.threads)] if args.threads else []))
 
 
+def cmd_rm(args: argparse.Namespace) -> int:
+    """``aiqc rm queue|splitset|dataset ID``: print what would be deleted, ask ``Delete? [y/N]``
+    (``--yes``: don't), then delete; 1 when the answer is not y (nothing deleted); a refusal
+    (still used by queues; jobs running without ``--force``) is an error before the question."""
+    from aiqc import deletion
+
+    _setup(args)
+    plan = deletion.plan(args.kind, args.id)
+    plan.check(args.force)
+    _out(str(plan))
+    if not args.yes and not _confirm("Delete? [y/N] "):
+        _out("nothing was deleted")
+        return 1
+    _out(f"deleted {deletion.delete(args.kind, args.id, force=args.force)}")
+    return 0
+
+
+def _confirm(prompt: str) -> bool:
+    """Whether the answer read from stdin, a terminal or a pipe (``echo y | aiqc rm ...``), is
+    y or yes; the end of input is no."""
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    answer = sys.stdin.readline() if sys.stdin is not None else ""
+    if sys.stdin is None or not sys.stdin.isatty():
+        sys.stdout.write(answer.strip() + "\n")  # a piped answer is shown, as a typed one would be
+    return answer.strip().lower() in ("y", "yes")
+
+
 def cmd_db(args: argparse.Namespace) -> int:
-    """``aiqc db path|upgrade``: print the database's path, or bring its schema up to date."""
-    from aiqc.database import schema_version
+    """``aiqc db path|upgrade|vacuum``: print the database's path, bring its schema up to date,
+    or give back the room of deleted rows (printing the bytes reclaimed)."""
+    from aiqc.database import schema_version, vacuum
 
     path = _setup(args)
     if args.action == "path":
         _out(str(path))
+    elif args.action == "vacuum":
+        reclaimed = vacuum()
+        _out(f"{path}: vacuumed" + ("" if reclaimed is None else f", {reclaimed:,} bytes reclaimed"))
     else:
         _out(f"{path}: schema version {schema_version()} (up to date)")
     return 0
@@ -339,7 +434,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "tag": cmd_tag, "alias": cmd_alias,
             "show": cmd_show, "best": cmd_best,
-            "report": cmd_report, "worker": cmd_worker, "db": cmd_db}
+            "report": cmd_report, "compare": cmd_compare, "export": cmd_export, "predict": cmd_predict,
+            "worker": cmd_worker, "rm": cmd_rm, "db": cmd_db}
 
 
 if __name__ == "__main__":

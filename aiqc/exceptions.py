@@ -50,6 +50,9 @@ __all__ = [
     "JobPruned",
     "WorkerError",
     "DataWarning",
+    "VersionWarning",
+    "DataReusedNotice",
+    "InUseError",
 ]
 
 
@@ -112,8 +115,8 @@ class SchemaTooNewError(DatabaseError):
 
 class IntegrityError(DatabaseError):
     """A stored pickle (a fitted encoder, the user's functions) no longer matches the sha256
-    recorded with it when it was written: the database may be corrupt or tampered with, so it
-    is not unpickled. The check catches corruption and casual edits, not a crafted database
+    recorded with it when it was written: the database (or an exported predictor file, checked
+    against its manifest) may be corrupt or tampered with, so it is not unpickled. The check catches corruption and casual edits, not a crafted database
     (whoever writes the payload can write its digest too)."""
 
 

@@ -1,5 +1,6 @@
 """``queue.report(path)``: one self-contained HTML file (tables and every chart, plotly.js
-embedded once) that opens offline."""
+embedded once) that opens offline. ``aiqc.write_report([q1, q2, ...], path)``: the same for
+several queues, after a section that compares them. Every text from the database is escaped."""
 
 from __future__ import annotations
 
@@ -87,10 +88,68 @@ def _numeric_searched(queue: Any) -> list[str]:
     return [n for n, v in loads_grid(queue.experiment.hyperparameters).items() if isinstance(v, (Int, Float))]
 
 
-def write_report(queue: Any, path: str | Path) -> Path:
-    """Write the queue's report to ``path`` (.html); returns the absolute path."""
+def write_report(queues: Any, path: str | Path) -> Path:
+    """Write an HTML report to ``path`` (.html); returns the absolute path.
+
+    ``queues`` is a Queue (or its id): its tables and charts. Or a list of Queue objects or
+    ids: with two or more, a comparison first (:func:`aiqc.compare_queues` on the first
+    queue's objective, and :func:`aiqc.plots.plot_compare_queues`), then each queue's section;
+    a queue with no COMPLETE job yet gets a note in place of its section. Everything is
+    checked and computed before the file is written."""
     import plotly.offline
 
+    from aiqc.compare import resolve_queues
+
+    path = _checked_path(path)
+    if isinstance(queues, (list, tuple)):
+        resolved = resolve_queues(queues)
+    elif _is_queue_or_id(queues):
+        resolved = resolve_queues([queues], parameter="queue")
+    else:
+        raise ValidationError.expected("queues", "a Queue, a queue id, or a list of them", queues)
+    counts = {queue.id: queue.state_counts() for queue in resolved}
+    if len(resolved) == 1:
+        queue = resolved[0]
+        if counts[queue.id][JobState.COMPLETE] == 0:
+            raise AIQCError(f"queue {queue.id} has no {JobState.COMPLETE} job to report on yet; "
+                            "run queue.run_jobs() first.")
+        title = f"aiqc queue {queue.id}"
+        parts = _queue_parts(queue, counts[queue.id], f"aiqc report: queue {queue.id}")
+    else:
+        if not any(c[JobState.COMPLETE] for c in counts.values()):
+            raise AIQCError(f"queues {', '.join(str(q.id) for q in resolved)} have no {JobState.COMPLETE} job to "
+                            "report on yet; run queue.run_jobs() first.")
+        ids = ", ".join(str(q.id) for q in resolved)
+        title = f"aiqc queues {ids}"
+        parts = [f"<h1>aiqc report: queues {ids}</h1>", *_comparison_parts(resolved)]
+        for queue in resolved:
+            heading = f"Queue {queue.id}" + (f": {queue.name}" if queue.name else "")
+            if counts[queue.id][JobState.COMPLETE]:
+                parts += _queue_parts(queue, counts[queue.id], heading)
+            else:
+                parts += [f"<h1>{html.escape(heading)}</h1>",
+                          f'<p class="note">no {JobState.COMPLETE} job yet: '
+                          + html.escape(_state_summary(counts[queue.id])) + "</p>"]
+    document = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style>"
+        f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head><body>"
+        + "\n".join(parts) + "</body></html>"
+    )
+    path.write_text(document, encoding="utf-8")
+    return path.resolve()
+
+
+def _is_queue_or_id(value: Any) -> bool:
+    import numbers
+
+    from aiqc.orm import Queue
+
+    return isinstance(value, Queue) or (isinstance(value, numbers.Integral) and not isinstance(value, bool))
+
+
+def _checked_path(path: Any) -> Path:
+    """``path`` as a Path to an .html file in an existing folder; a ValidationError otherwise."""
     if not isinstance(path, str) and not hasattr(path, "__fspath__"):
         raise ValidationError.expected("path", "a file path ending in .html", path)
     path = Path(path).expanduser()
@@ -98,17 +157,42 @@ def write_report(queue: Any, path: str | Path) -> Path:
         raise ValidationError.expected("path", "a file path ending in .html", str(path))
     if not path.parent.is_dir():
         raise ValidationError(f"path: expected a file in an existing directory; received {str(path)!r}.")
-    counts = queue.state_counts()
-    if counts[JobState.COMPLETE] == 0:
-        raise AIQCError(f"queue {queue.id} has no {JobState.COMPLETE} job to report on yet; run queue.run_jobs() first.")
+    return path
+
+
+def _state_summary(counts: dict) -> str:
+    return f"{sum(counts.values())} jobs: " + ", ".join(f"{n} {s.value.lower()}" for s, n in counts.items() if n)
+
+
+def _figure_html(figure: Any) -> str:
+    return '<div class="chart">' + figure.to_html(full_html=False, include_plotlyjs=False,
+                                                 default_height=460) + "</div>"
+
+
+def _comparison_parts(queues: list[Any]) -> list[str]:
+    """The comparison section: the table of :func:`aiqc.compare_queues` and its chart."""
+    from aiqc import plots
+    from aiqc.compare import comparison
+
+    compared = comparison(queues)
+    shown = compared.frame.drop(columns=["metric", "split", "direction"])
+    shown["tags"] = [", ".join(tags) for tags in shown["tags"]]
+    return [f"<h2>Comparison on {html.escape(compared.split)} {html.escape(compared.metric)} "
+            f"({html.escape(compared.direction)})</h2>",
+            _table(shown, max_rows=len(shown)),
+            _figure_html(plots.plot_compare_queues(queues, compared.metric, compared.split))]
+
+
+def _queue_parts(queue: Any, counts: dict, heading: str) -> list[str]:
+    """One queue's section (it has a COMPLETE job): the best job, the metrics per combination,
+    every chart that applies and every job's metrics, under ``heading``."""
     experiment = queue.experiment
     best = queue.best_job()
     metric, split = queue.objective
     parts = [
-        f"<h1>aiqc report: queue {queue.id}</h1>",
+        f"<h1>{html.escape(heading)}</h1>",
         f"<p>{html.escape(experiment.library.value)} · {html.escape(experiment.analysis_type.value)} · splitset "
-        f"{experiment.splitset_id} · {sum(counts.values())} jobs: "
-        + ", ".join(f"{n} {s.value.lower()}" for s, n in counts.items() if n) + "</p>",
+        f"{experiment.splitset_id} · " + html.escape(_state_summary(counts)) + "</p>",
         f"<h2>Best job: {best.id} (by {html.escape(split)} {html.escape(metric)})</h2>",
         "<p>" + html.escape(", ".join(f"{k}={v}" for k, v in best.hyperparameters.items())) + "</p>",
         _table(_best_metrics(best)),
@@ -117,17 +201,9 @@ def write_report(queue: Any, path: str | Path) -> Path:
     ]
     for title, figure in figures(queue):
         parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append('<div class="chart">' + figure.to_html(full_html=False, include_plotlyjs=False,
-                                                             default_height=460) + "</div>")
+        parts.append(_figure_html(figure))
     parts += ["<h2>Every job and split</h2>", _table(queue.metrics_to_pandas(), max_rows=200)]
-    document = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>aiqc queue {queue.id}</title><style>{STYLE}</style>"
-        f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head><body>"
-        + "\n".join(parts) + "</body></html>"
-    )
-    path.write_text(document, encoding="utf-8")
-    return path.resolve()
+    return parts
 
 
 def _best_metrics(job: Any) -> "pd.DataFrame":

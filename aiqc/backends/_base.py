@@ -168,3 +168,17 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def load(self, blob: bytes, rebuild: Callable[[], Any]) -> Any:
         """A model back from :meth:`dump`'s bytes; ``rebuild()`` makes an untrained one if needed."""
+
+    # --- a model to ship (aiqc.export) --------------------------------------------------------
+    #: the model's file name in an exported predictor, and its format's name for the manifest
+    export_file: ClassVar[str]
+    export_format: ClassVar[str]
+
+    @abc.abstractmethod
+    def export_model(self, model: Any, features_shape: tuple[int, ...]) -> bytes:
+        """The trained model in a format that loads without the user's code (no ``fn_build``);
+        a ValueError saying why when this model cannot be written so."""
+
+    @abc.abstractmethod
+    def load_exported(self, blob: bytes) -> Any:
+        """A model back from :meth:`export_model`'s bytes, ready for :meth:`outputs`."""

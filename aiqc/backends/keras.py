@@ -163,6 +163,23 @@ class KerasBackend(Backend):
                 return model
 
 
+    export_file = "model.keras"
+    export_format = "keras"
+
+    def export_model(self, model: Any, features_shape: tuple[int, ...]) -> bytes:
+        """The ``.keras`` zip Keras itself writes (read back in safe mode: a model with Lambda
+        layers or custom classes fails the export's check)."""
+        return self.dump(model)
+
+    def load_exported(self, blob: bytes) -> Any:
+        """``keras.models.load_model(safe_mode=True, compile=False)``: no code of the user's runs."""
+        keras = self.import_library()
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder, self.export_file)
+            path.write_bytes(blob)
+            return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
 def _shape_of(output: Any) -> tuple[int, ...]:
     """The shape of one output tensor; a TypeError for several (a list or dict of tensors)."""
     if not hasattr(output, "shape"):

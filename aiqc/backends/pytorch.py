@@ -147,6 +147,57 @@ class TorchBackend(Backend):
         model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True, map_location=self.device()))
         return model.to(self.device()).eval()
 
+    export_file = "model.pt2"
+    export_format = "torch.export"
+
+    def export_model(self, model: Any, features_shape: tuple[int, ...]) -> bytes:
+        """A ``torch.export`` program of the model in eval mode, on the CPU, taking any number of
+        rows: the graph of torch operations and the weights, without the model's Python class."""
+        import copy
+
+        torch = self.import_library()
+        module = copy.deepcopy(model).cpu().eval()  # the cached model stays where it is
+        example = torch.zeros((PROBE_ROWS, *features_shape), dtype=torch.float32)
+        try:
+            program = torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        except Exception as error:  # noqa: BLE001 - torch.export raises many kinds; each means "cannot capture"
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(
+                "expected a model torch.export can capture (one tensor of features in, one tensor out, any number "
+                f"of rows, no Python branching on tensor values); capturing it failed: {first}") from error
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+        return buffer.getvalue()
+
+    def load_exported(self, blob: bytes) -> Any:
+        """The program back (``torch.export.load``), as a module that runs it on the CPU."""
+        torch = self.import_library()
+        program = torch.export.load(io.BytesIO(blob))
+        return _program_module_class(torch)(program.module())
+
+
+_PROGRAM_MODULE: dict[str, type] = {}
+
+
+def _program_module_class(torch: Any) -> type:
+    """The ``torch.nn.Module`` that runs an exported program (made once, when torch is loaded)."""
+    if "class" not in _PROGRAM_MODULE:
+
+        class ExportedProgram(torch.nn.Module):
+            """A ``torch.export`` program as a module. It was captured in eval mode, so ``eval()``
+            and ``train()`` change nothing in it (the program's own module refuses them); it runs
+            on the CPU, where it was exported, whatever device its input is on."""
+
+            def __init__(self, program: Any) -> None:
+                super().__init__()
+                object.__setattr__(self, "program", program)  # not a submodule: Module.eval() would reach it
+
+            def forward(self, features: Any) -> Any:
+                return self.program(features.to("cpu"))
+
+        _PROGRAM_MODULE["class"] = ExportedProgram
+    return _PROGRAM_MODULE["class"]
+
 
 def record_epoch(model: Any, **values: float) -> None:
     """Record one epoch's values as the job's history, from your own training loop::

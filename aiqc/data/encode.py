@@ -328,6 +328,24 @@ def passthrough_values(frame: pd.DataFrame) -> np.ndarray:
     return frame.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def encode_features(frame: pd.DataFrame, encoders: Sequence[Any], feature_columns: Sequence[str]) -> pd.DataFrame:
+    """Raw feature rows through fitted feature encoders: each encoder's block in order, then the
+    columns of ``feature_columns`` no encoder claims (passed through, see :func:`passthrough_values`).
+    An encoder is anything with ``columns``, ``fitted`` and ``output_columns`` (a stored
+    :class:`aiqc.orm.Encoder`, or an exported predictor's). Index as ``frame``'s."""
+    claimed = {c for e in encoders for c in e.columns}
+    blocks, names = [], []
+    for encoder in encoders:
+        blocks.append(transform(encoder.fitted, frame[encoder.columns]))
+        names += encoder.output_columns
+    passthrough = [c for c in feature_columns if c not in claimed]
+    if passthrough:
+        blocks.append(passthrough_values(frame[passthrough]))
+        names += passthrough
+    values = blocks[0] if len(blocks) == 1 else np.hstack([b.astype(np.float64, copy=False) for b in blocks])
+    return pd.DataFrame(values, columns=names, index=frame.index)
+
+
 def output_names(transformer: Any, columns: list[str], width: int) -> list[str]:
     """Names of a fitted transformer's ``width`` output columns: its own feature names when it
     has them, else the input columns, else numbered names derived from them."""

@@ -267,6 +267,27 @@ def write_transaction() -> Any:
     return ensure_setup().write_transaction()
 
 
+def vacuum() -> int | None:
+    """Give the room of deleted rows back (after deleting queues, splitsets or datasets):
+    SQLite rewrites the file without its free pages, which needs free disk space about the
+    file's size and waits for other writers; PostgreSQL vacuums aiqc's tables. Returns the
+    bytes the database shrank by (None where that cannot be measured). Not inside a
+    transaction."""
+    database = ensure_setup()
+    if database.in_transaction():
+        raise ValidationError("vacuum: expected no open transaction (VACUUM cannot run inside one); "
+                              "received a call inside one. Call it after the transaction ends.")
+    if getattr(database, "read_only", False):
+        from aiqc.exceptions import DatabaseReadOnlyError
+
+        raise DatabaseReadOnlyError(f"database {database.url.display!r} was opened with read_only=True and vacuum "
+                                    "writes: nothing was changed; open it with aiqc.setup(db) to vacuum it.")
+    with translated():
+        reclaimed = database.vacuum(MODELS)
+    logger.info("database vacuumed: %s bytes reclaimed", reclaimed)
+    return reclaimed
+
+
 def schema_version() -> int:
     """The schema version recorded in the open database (opening the default one if needed)."""
     ensure_setup()

@@ -60,3 +60,15 @@ class Storage:
     def drop_all(self, models: list[type[pw.Model]]) -> bool:
         """Delete the database's records and tables; returns whether anything was removed."""
         raise NotImplementedError
+
+    def lock_rows(self, query: pw.ModelSelect) -> None:
+        """Inside a :meth:`write_transaction`: wait for, then hold until it ends, locks on the
+        rows ``query`` selects (a delete checks who uses a record, then deletes it: no other
+        writer may add a user in between). No-op where the write transaction already excludes
+        every other writer."""
+
+    def vacuum(self, models: list[type[pw.Model]]) -> int | None:
+        """Give back the room of deleted rows (of ``models``' tables, where the database can
+        vacuum some tables only); outside any transaction. The bytes its files shrank by, or
+        None where that cannot be measured."""
+        raise NotImplementedError

@@ -51,6 +51,11 @@ class AIQCPostgresqlDatabase(Storage, pw.PostgresqlDatabase):
         """A plain transaction: the claim's ``FOR UPDATE SKIP LOCKED`` locks what it takes."""
         return self.atomic()
 
+    def lock_rows(self, query: pw.ModelSelect) -> None:
+        """``SELECT ... FOR UPDATE``: the rows stay locked until the transaction ends (a
+        concurrent insert that references one of them waits, then fails once it is deleted)."""
+        list(query.for_update().tuples())
+
     @contextlib.contextmanager
     def schema_lock(self) -> Iterator[None]:
         """A transaction holding ``pg_advisory_xact_lock``: one process creates or migrates at a time."""
@@ -72,6 +77,23 @@ class AIQCPostgresqlDatabase(Storage, pw.PostgresqlDatabase):
         """From ``pg_indexes``, in the current schema."""
         query = "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = current_schema()"
         return set(self.execute_sql(query).fetchall())
+
+    def vacuum(self, models: list[type[pw.Model]]) -> int:
+        """``VACUUM`` of aiqc's tables (it cannot run in a transaction: the connection is in
+        autocommit mode outside ``atomic()``): the room of deleted rows becomes reusable, and
+        empty pages at the end of a table go back to the operating system. The bytes the
+        tables, with their indexes and TOAST, shrank by: often little, as PostgreSQL keeps most
+        freed room for its own reuse (``VACUUM FULL`` would return it, but locks each table,
+        and every worker writing to it, while it rewrites it)."""
+        present = set(self.get_tables())
+        tables = [m._meta.table_name for m in models if m._meta.table_name in present]
+        if not tables:
+            return 0
+        size = ("SELECT COALESCE(SUM(pg_total_relation_size(to_regclass(quote_ident(t)))), 0) "
+                "FROM unnest(%s::text[]) AS t")
+        before = int(self.execute_sql(size, (tables,)).fetchone()[0])
+        self.execute_sql("VACUUM " + ", ".join('"' + t.replace('"', '""') + '"' for t in tables))
+        return max(0, before - int(self.execute_sql(size, (tables,)).fetchone()[0]))
 
     def drop_all(self, models: list[type[pw.Model]]) -> bool:
         """Drop aiqc's tables (the database itself, and anything else in it, stays)."""

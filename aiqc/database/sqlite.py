@@ -119,6 +119,20 @@ class AIQCSqliteDatabase(Storage, pw.SqliteDatabase):
         self.close()
         return remove_files(self.path)
 
+    def vacuum(self, models: list[type[pw.Model]]) -> int:
+        """``VACUUM`` (the whole file rewritten without its free pages), between two
+        checkpoints that empty the WAL into the file; the bytes the file and its WAL shrank by."""
+        self.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = self._bytes_on_disk()
+        self.execute_sql("VACUUM")
+        self.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return max(0, before - self._bytes_on_disk())
+
+    def _bytes_on_disk(self) -> int:
+        """The size of the file and its WAL."""
+        return sum(Path(f"{self.path}{suffix}").stat().st_size for suffix in ("", "-wal")
+                   if Path(f"{self.path}{suffix}").exists())
+
 
 def remove_files(path: Path) -> bool:
     """Delete a SQLite file and its ``-wal``/``-shm`` companions; whether any existed."""

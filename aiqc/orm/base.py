@@ -301,6 +301,32 @@ class Annotated:
         return list(tags)
 
 
+class query_on_class:  # noqa: N801 - used as a decorator, like classmethod
+    """A method name that peewee uses on the class and aiqc on a record: on the class it is
+    peewee's own (``Queue.delete()`` builds a ``DELETE`` query, as peewee's
+    ``delete_instance`` and ``delete_by_id`` and aiqc's ``JobAlias.delete().where(...)``
+    expect); on a record it is the decorated method (``queue.delete()`` deletes the queue
+    with what depends on it)."""
+
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+        self.__doc__ = method.__doc__
+        self.__name__ = method.__name__
+        self.owner: type | None = None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.owner = owner
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is not None:
+            return self.method.__get__(instance, owner)
+        owner = owner if owner is not None else self.owner
+        for base in (self.owner or owner).__mro__[1:]:  # peewee's attribute, as if this one were not there
+            if self.__name__ in vars(base):
+                return vars(base)[self.__name__].__get__(None, owner)
+        raise AttributeError(f"type object {owner.__name__!r} has no class attribute {self.__name__!r}")
+
+
 class BaseModel(pw.Model):
     """Every aiqc table: an integer id and a creation time."""
 

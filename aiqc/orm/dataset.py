@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 import peewee as pw
 
 from aiqc import caches
-from aiqc.orm.base import BaseModel, JSONField, database_key, database_proxy, ensure_database
+from aiqc.orm.base import BaseModel, JSONField, database_key, database_proxy, ensure_database, query_on_class
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
     from aiqc.data.plan import DatasetPlan
+    from aiqc.deletion import Deleted
     from aiqc.orm.feature import Feature
     from aiqc.orm.label import Label
 
@@ -162,6 +163,16 @@ class Dataset(BaseModel):
                             parameter="exclude_columns")
         with database_proxy.atomic():
             return Feature._from_plan(self, plan)
+
+    @query_on_class
+    def delete(self) -> Deleted:
+        """Delete this dataset with its splitsets (their folds and encoders), labels, features
+        and stored parts. Refused (:class:`aiqc.exceptions.InUseError`, naming them) while
+        queues use one of its splitsets. Returns what went (:class:`aiqc.deletion.Deleted`).
+        ``Dataset.delete()`` on the class is peewee's DELETE query."""
+        from aiqc.deletion import delete
+
+        return delete("dataset", self.id)
 
 
 class DatasetPart(BaseModel):

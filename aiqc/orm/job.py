@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
-from aiqc.orm.base import Annotated, BaseModel, EnumField, JSONField, ensure_database, utcnow
+from aiqc.orm.base import Annotated, BaseModel, EnumField, JSONField, ensure_database, query_on_class, utcnow
 from aiqc.orm.experiment import Experiment, Hyperparamset
 from aiqc.orm.splitset import Fold
 from aiqc.states import JobState
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     import plotly.graph_objects as go
+
+    from aiqc.deletion import Deleted
 
 
 class Queue(Annotated, BaseModel):
@@ -186,6 +188,16 @@ class Queue(Annotated, BaseModel):
 
         return write_report(self, path)
 
+    @query_on_class
+    def delete(self, *, force: bool = False) -> Deleted:
+        """Delete this queue, its jobs and all they produced (metrics, history, predictions,
+        models, aliases), and its experiment unless another queue runs it; never its splitset or
+        dataset. Refused while jobs are RUNNING, unless ``force=True``. Returns what went
+        (:class:`aiqc.deletion.Deleted`). ``Queue.delete()`` on the class is peewee's DELETE query."""
+        from aiqc.deletion import delete
+
+        return delete("queue", self.id, force=force)
+
 
 class Job(BaseModel):
     """One training run of a queue: a hyperparameter combination x repeat x fold, its seed and state."""
@@ -332,6 +344,16 @@ class Job(BaseModel):
         from aiqc.inference import predict
 
         return predict(self, df)
+
+    def export(self, path: str | Path) -> Path:
+        """Write this COMPLETE job as one self-contained file (a zip, e.g. ``'churn.aiqc'``): the
+        model in its library's safe format, the fitted encoders, the feature schema, the classes,
+        the job's metrics and the versions it was made under. ``aiqc.load_predictor(path)``
+        predicts from it as this job does, with no database; it unpickles the encoders, so share
+        it only with people who trust you. Returns the file's absolute path."""
+        from aiqc.export import export
+
+        return export(self, path)
 
     def plot_learning_curve(self) -> "go.Figure":
         """Chart of the loss and each recorded metric per epoch, train against validation."""

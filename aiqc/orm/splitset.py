@@ -8,7 +8,7 @@ import numpy as np
 import peewee as pw
 
 from aiqc.exceptions import ValidationError
-from aiqc.orm.base import Annotated, ArrayField, BaseModel, TagsField, database_proxy
+from aiqc.orm.base import Annotated, ArrayField, BaseModel, TagsField, database_proxy, query_on_class
 from aiqc.orm.feature import Feature
 from aiqc.orm.label import Label
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from aiqc.data.plan import EncoderPlan, SplitPlan
+    from aiqc.deletion import Deleted
     from aiqc.orm.encoder import Encoder
 
 
@@ -246,6 +247,17 @@ class Splitset(Annotated, BaseModel):
     def samples(self, split: str = "train", fold: int | None = None) -> dict[str, np.ndarray]:
         """Encoded ``{"features": ..., "labels": ...}`` arrays for ``split``."""
         return {"features": self.features_to_numpy(split, fold), "labels": self.label_to_numpy(split, fold)}
+
+    @query_on_class
+    def delete(self) -> Deleted:
+        """Delete this splitset with its folds and encoders, and its label and feature unless
+        another splitset uses them; never the dataset. Refused
+        (:class:`aiqc.exceptions.InUseError`, naming them) while queues use it. Returns what
+        went (:class:`aiqc.deletion.Deleted`). ``Splitset.delete()`` on the class is peewee's
+        DELETE query."""
+        from aiqc.deletion import delete
+
+        return delete("splitset", self.id)
 
 
 class Fold(BaseModel):

@@ -215,3 +215,26 @@ def plot_intermediate_values(queue: Any) -> go.Figure:
                                + (f" (pruner: {data['pruner']})" if data["pruner"] else ""),
                          xaxis_title="epoch", yaxis_title=data["name"], template=TEMPLATE)
     return figure
+
+
+# --- several queues -----------------------------------------------------------------------------
+__all__ += ["plot_compare_queues"]
+
+
+def plot_compare_queues(queues: list[Any], metric: str | None = None, split: str | None = None) -> go.Figure:
+    """One box (with every point) per queue of its COMPLETE jobs' ``metric`` on ``split``, its
+    best job marked; both default to the first queue's objective (see :func:`aiqc.compare_queues`)."""
+    data = _data.compare_queues_data(queues, metric, split)
+    figure = _go().Figure()
+    labels = [entry["label"] for entry in data["queues"]]
+    for entry in data["queues"]:
+        figure.add_trace(_go().Box(x=[entry["label"]] * len(entry["scores"]), y=entry["scores"], name=entry["label"],
+                                   boxpoints="all", jitter=0.4, pointpos=0, text=[f"job {j}" for j in entry["job_ids"]],
+                                   hovertemplate="%{text}<br>%{y:.4f}<extra>%{x}</extra>"))
+        if entry["best"] is not None:
+            figure.add_annotation(x=entry["label"], y=entry["best"], text=f"best: job {entry['best_job_id']}",
+                                  showarrow=True, arrowhead=2, ax=40, ay=-30)
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=labels, title_text="queue")
+    figure.update_layout(title=f"Queues compared on {data['split']} {data['metric']} ({data['direction']})",
+                         yaxis_title=f"{data['split']} {data['metric']}", template=TEMPLATE, showlegend=False)
+    return figure

@@ -308,3 +308,21 @@ def intermediate_data(queue: Any) -> dict:
         entry["epochs"].append(epoch + 1)
         entry["values"].append(value)
     return {"name": search.prune_on, "pruner": search.pruner, "jobs": list(series.values())}
+
+
+# --- several queues -----------------------------------------------------------------------------
+def compare_queues_data(queues: list[Any], metric: str | None = None, split: str | None = None) -> dict:
+    """Per queue, in the order given: its label (``'3: name'``), the ``metric`` on ``split`` of
+    each of its COMPLETE jobs (job id order) and its best (see :func:`aiqc.compare_queues`)."""
+    from aiqc.compare import comparison, queue_label
+
+    compared = comparison(queues, metric, split)
+    rows = compared.frame.set_index("queue_id")
+    out = []
+    for queue in compared.queues:
+        row = rows.loc[queue.id]
+        scored = row["jobs"] > 0
+        out.append({"queue_id": queue.id, "label": queue_label(queue), **compared.scores[queue.id],
+                    "best": float(row["best"]) if scored else None,
+                    "best_job_id": int(row["best_job_id"]) if scored else None})
+    return {"metric": compared.metric, "split": compared.split, "direction": compared.direction, "queues": out}
