@@ -4,7 +4,7 @@ metrics_to_pandas, its chart, ``aiqc compare``, and the several-queue HTML repor
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -167,38 +167,6 @@ def test_every_queue_must_measure_the_metric(queues):
         aiqc.compare_queues([first], metric=3)
     # different analysis types compare on a metric they share (regression queue: not run yet)
     assert aiqc.compare_queues([regression], metric="r2")["analysis_type"].tolist() == ["regression"]
-
-
-class _CountingCursor:
-    def __init__(self, cursor: Any, log: list[str]) -> None:
-        self._cursor, self._log = cursor, log
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        self._log.append(sql)
-        self._cursor.execute(sql, *args)
-        return self
-
-    def __iter__(self) -> Any:
-        return iter(self._cursor)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cursor, name)
-
-
-def test_statements_do_not_grow_with_queues(queues, monkeypatch):
-    database = database_proxy.obj
-    log: list[str] = []
-    plain = database.cursor
-    monkeypatch.setattr(database, "cursor", lambda *a, **k: _CountingCursor(plain(*a, **k), log))
-
-    def count(fn: Callable[[], Any]) -> int:
-        log.clear()
-        fn()
-        return len(log)
-
-    one = count(lambda: aiqc.compare_queues([queues["first"].id]))
-    three = count(lambda: aiqc.compare_queues([queues["first"].id, queues["second"], queues["waiting"].id]))
-    assert one == three == 2
 
 
 def test_the_chart_has_one_box_per_queue_and_marks_the_best(queues):

@@ -113,6 +113,15 @@ def test_list_queues_statements_do_not_grow_with_queues(splitset, statements):
     assert statements(aiqc.list_queues) == one <= 3
 
 
+def test_compare_queues_statements_do_not_grow_with_queues(splitset, statements):
+    first, second, third = (_finished_queue(splitset, combinations) for combinations in (2, 5, 3))
+    waiting = _make(splitset, 2).id  # nothing ran yet: a row of NaN
+    one = statements(lambda: aiqc.compare_queues([first]))
+    assert statements(lambda: aiqc.compare_queues([first, second, third, waiting])) == one == 2
+    frame = aiqc.compare_queues([first, second, third, waiting])
+    assert frame["jobs"].tolist() == [2, 5, 3, 0]
+
+
 def test_result_queries_statements_do_not_grow_with_jobs(splitset, statements):
     few, many = _finished_queue(splitset, 2), _finished_queue(splitset, 40)
     assert len(Queue.get_by_id(many).metrics_to_pandas()) == 40 * len(SPLITS)
