@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,21 +47,29 @@ def main(argv: list[str] | None = None) -> int:
     import aiqc
     from aiqc import datum
     from aiqc.analysis import AnalysisType
+    from aiqc.exceptions import DataReusedNotice
 
     out = sys.stdout.write
     path = aiqc.setup(args.db)
-    splitset = aiqc.Pipeline.Tabular.make(
-        df_or_path=datum.to_pandas("iris.tsv"),
-        label_column="species",
-        label_encoder=dict(sklearn_preprocess=OneHotEncoder()),
-        feature_cols_excluded="species",
-        feature_encoders=[dict(sklearn_preprocess=StandardScaler(), dtypes=["float64"])],
-        size_test=0.22,
-        size_validation=0.12,
-        fold_count=None,
-        bin_count=None,
-    )
+    with warnings.catch_warnings(record=True) as reused:  # a second demo finds the iris data stored already
+        warnings.simplefilter("always", DataReusedNotice)
+        splitset = aiqc.Pipeline.Tabular.make(
+            df_or_path=datum.to_pandas("iris.tsv"),
+            label_column="species",
+            label_encoder=dict(sklearn_preprocess=OneHotEncoder()),
+            feature_cols_excluded="species",
+            feature_encoders=[dict(sklearn_preprocess=StandardScaler(), dtypes=["float64"])],
+            size_test=0.22,
+            size_validation=0.12,
+            fold_count=None,
+            bin_count=None,
+        )
     out(f"database   {path}\n")
+    for warning in reused:
+        if issubclass(warning.category, DataReusedNotice):
+            out(f"dataset    id={splitset.label.dataset_id}: iris was stored by an earlier run; reused, not stored again\n")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     out(f"splitset   id={splitset.id}: {splitset.count_train} train / {splitset.count_validation} validation / "
         f"{splitset.count_test} test rows of iris, stratified; encoders fit on the train rows\n")
 
@@ -68,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         library="pytorch", analysis_type=AnalysisType.CLASSIFICATION_MULTI, fn_build=fn_build, fn_train=fn_train,
         fn_lose=None, fn_optimize=None, fn_predict=None, repeat_count=2,
         hyperparameters={"neuron_count": [12, 24], "batch_size": [8], "epoch_count": [30, 60]},
-        splitset_id=splitset.id, hide_test=False,
+        splitset_id=splitset.id, hide_test=False, name="iris demo", tags=["demo", "iris"],
     )
     summary = queue.run_jobs()
     out(f"queue      {summary}\n")
