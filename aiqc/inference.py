@@ -44,7 +44,7 @@ def build_predictor(job: Any) -> Predictor:
 
 @caches.register
 @lru_cache(maxsize=4)
-def _predictor(job_id: int, database: str) -> Predictor:
+def _predictor(job_id: int, finished_at: Any, database: str) -> Predictor:
     from aiqc.orm import Job
 
     return build_predictor(Job.get_by_id(job_id))
@@ -56,7 +56,7 @@ def predictor_for(job: Any) -> Predictor:
 
     if job.state is not JobState.COMPLETE:
         raise ValidationError(f"job: expected a {JobState.COMPLETE} job; job {job.id} is {job.state}.")
-    return _predictor(job.id, database_key())
+    return _predictor(job.id, job.finished_at, database_key())  # finished_at: a job run again, or an id reused
 
 
 def predict(job: Any, df: Any) -> "pd.DataFrame":

@@ -57,11 +57,13 @@ class _Measuring:
 
 @caches.register
 @lru_cache(maxsize=16)  # a worker cycling through the jobs of up to 16 folds encodes each fold once
-def encoded_scope(database: str, splitset_id: int,
+def encoded_scope(database: str, splitset_id: int, created_at: Any,
                   fold_index: int | None) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Every split of a scope (a fold's, or the splitset's when ``fold_index`` is None) as
     ``{split: (dataset rows, encoded features, encoded labels)}``, cached per worker and
-    database: the jobs of a scope share one encoding."""
+    database: the jobs of a scope share one encoding. ``created_at`` (the splitset's) is part
+    of the key: a splitset deleted in another process, whose id SQLite gives to a new one, is
+    never read from the cache."""
     from aiqc.orm import Splitset
 
     splitset = Splitset.get_by_id(splitset_id)
@@ -74,7 +76,7 @@ def encoded_scope(database: str, splitset_id: int,
 
 @caches.register
 @lru_cache(maxsize=16)
-def _label_encoder(database: str, splitset_id: int, fold_index: int | None) -> Any:
+def _label_encoder(database: str, splitset_id: int, created_at: Any, fold_index: int | None) -> Any:
     """The fitted label encoder of a scope (None without one), cached per worker."""
     from aiqc.orm import Splitset
 
@@ -83,7 +85,7 @@ def _label_encoder(database: str, splitset_id: int, fold_index: int | None) -> A
 
 @caches.register
 @lru_cache(maxsize=8)
-def _metric_functions(database: str, experiment_id: int) -> dict[str, Any]:
+def _metric_functions(database: str, experiment_id: int, created_at: Any) -> dict[str, Any]:
     """The experiment's custom metrics ``{name: fn}``, deserialised once per worker."""
     from aiqc.orm import Experiment
 
@@ -113,7 +115,7 @@ def prepare(job: Any, experiment: Any, threads: int | None = None) -> None:
     backend = get_backend(experiment.library)
     backend.configure(threads=threads, seed=None)
     backend.warm_up()
-    encoded_scope(database_key(), experiment.splitset_id, job.fold_index)
+    encoded_scope(database_key(), experiment.splitset_id, experiment.splitset.created_at, job.fold_index)
 
 
 def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int | None = None) -> JobOutcome:
@@ -136,7 +138,7 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
     tick = time.perf_counter()
     backend.configure(threads=threads, seed=job.seed)
     evaluate, splits = evaluation_splits(splitset, experiment.hide_test, fold_index)
-    scope = encoded_scope(database, splitset.id, fold_index)
+    scope = encoded_scope(database, splitset.id, splitset.created_at, fold_index)
     arrays = {s: scope[s] for s in splits}  # the evaluated split is one of them (checked at make)
     _, train_x, train_y = arrays["train"]
     samples_train = backend.to_samples(train_x, train_y, analysis)
@@ -163,9 +165,9 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
     pruned = reporter is not None and reporter.pruned
     spec = analysis.spec
     measuring_context = _Measuring(
-        label_encoder=_label_encoder(database, splitset.id, fold_index) if spec.original_units else None,
+        label_encoder=_label_encoder(database, splitset.id, splitset.created_at, fold_index) if spec.original_units else None,
         positive=experiment.positive_index() if spec.has_positive_class else None,
-        custom=_metric_functions(database, experiment.id) if experiment.metric_functions is not None else {},
+        custom=_metric_functions(database, experiment.id, experiment.created_at) if experiment.metric_functions is not None else {},
     )
     outcome = _measure(backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned,
                        measuring_context)

@@ -268,3 +268,24 @@ def test_rm_of_an_unknown_id_and_db_vacuum_gives_the_room_back(db, capsys, monke
     assert code == 0 and out.startswith(f"{db}: vacuumed, ") and reclaimed > 500_000, out
     wal = db.with_name(db.name + "-wal")
     assert db.stat().st_size + (wal.stat().st_size if wal.exists() else 0) <= size - 500_000
+
+
+def test_an_id_deleted_elsewhere_and_given_again_never_reads_a_stale_cache(db, iris):
+    """Another process deletes the newest splitset and dataset (this one's caches are not
+    cleared); SQLite gives their ids to the next ones, whose data and encodings are read anew."""
+    from aiqc import training
+    from aiqc.database import current_path
+    from aiqc.orm.base import database_key
+
+    first = reference_make(iris, random_state=0)
+    first.label.dataset.to_pandas()
+    training.encoded_scope(database_key(), first.id, first.created_at, None)
+    with pw.SqliteDatabase(str(current_path()), pragmas={"foreign_keys": 1}) as other_process:
+        other_process.execute_sql("DELETE FROM dataset WHERE id = ?", (first.label.dataset_id,))  # cascades
+    doubled = iris.assign(sepal_length=iris["sepal_length"] * 2)
+    second = reference_make(doubled, random_state=1)
+    assert (second.label.dataset_id, second.id) == (first.label.dataset_id, first.id)  # the same ids again
+    pd.testing.assert_frame_equal(Splitset.get_by_id(second.id).label.dataset.to_pandas(), doubled)
+    scope = training.encoded_scope(database_key(), second.id, Splitset.get_by_id(second.id).created_at, None)
+    np.testing.assert_array_equal(scope["train"][0], Splitset.get_by_id(second.id).indices("train"))
+    np.testing.assert_allclose(scope["train"][1], Splitset.get_by_id(second.id).features_to_numpy("train"))

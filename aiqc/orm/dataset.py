@@ -128,7 +128,7 @@ class Dataset(BaseModel):
     # --- reading -----------------------------------------------------------------
     def to_pandas(self, columns: list[str] | None = None, rows: Any = None) -> "pd.DataFrame":
         """The stored table (or some columns / rows of it), with its original dtypes."""
-        frame = _read_frame(self.id, database_key())
+        frame = _read_frame(self.id, self.sha256, database_key())
         if columns is not None:
             from aiqc.exceptions import ValidationError
 
@@ -190,8 +190,10 @@ class DatasetPart(BaseModel):
 
 @caches.register
 @lru_cache(maxsize=2)
-def _read_frame(dataset_id: int, database: str) -> "pd.DataFrame":
-    """Datasets never change once written, so reads are cached per process."""
+def _read_frame(dataset_id: int, sha256: str, database: str) -> "pd.DataFrame":
+    """Datasets never change once written, so reads are cached per process; the key holds the
+    content's ``sha256``, so a dataset deleted in another process, whose id SQLite gives to a new
+    one, is never read from the cache."""
     from aiqc.data.frames import parts_to_frame
 
     query = (DatasetPart.select(DatasetPart.blob)
