@@ -24,7 +24,7 @@ import peewee as pw
 from aiqc import caches
 from aiqc.database import ensure_setup, translated, write_transaction
 from aiqc.exceptions import InUseError, ValidationError
-from aiqc.orm import (MODELS, Dataset, DatasetPart, Encoder, Experiment, Feature, Fold, HistoryEntry, Hyperparamset,
+from aiqc.orm import (MODELS, Dataset, DatasetArray, DatasetPart, Encoder, Experiment, Feature, Fold, HistoryEntry, Hyperparamset,
                       IntermediateValue, Job, JobAlias, Label, Metric, Prediction, Queue, Splitset, TrainedModel)
 from aiqc.states import JobState
 
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 #: how a count of each table's rows reads: (one, several)
 _NOUNS = {
     "Dataset": ("dataset", "datasets"), "DatasetPart": ("dataset part", "dataset parts"),
+    "DatasetArray": ("array part", "array parts"),
     "Label": ("label", "labels"), "Feature": ("feature", "features"), "Splitset": ("splitset", "splitsets"),
     "Fold": ("fold", "folds"), "Encoder": ("encoder", "encoders"), "Experiment": ("experiment", "experiments"),
     "Hyperparamset": ("hyperparamset", "hyperparamsets"), "Queue": ("queue", "queues"), "Job": ("job", "jobs"),
@@ -237,7 +238,8 @@ def _plan_dataset(dataset_id: int, lock: Lock) -> DeletionPlan:
     used_by = _queues_using(Experiment.splitset.in_(splitsets))
     steps = _splitset_steps(splitsets)
     steps += [(Label, Label.dataset == dataset_id), (Feature, Feature.dataset == dataset_id),
-              (DatasetPart, DatasetPart.dataset == dataset_id), (Dataset, Dataset.id == dataset_id)]
+              (DatasetPart, DatasetPart.dataset == dataset_id), (DatasetArray, DatasetArray.dataset == dataset_id),
+              (Dataset, Dataset.id == dataset_id)]
     return _planned("dataset", dataset_id, dataset.name, steps, used_by=used_by)
 
 

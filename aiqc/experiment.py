@@ -330,7 +330,7 @@ def check_model_output(backend: Any, analysis: AnalysisType, splitset: Any, fn_b
         return
     backend.configure(threads=os.cpu_count(), seed=None)  # as run_jobs() will: caps apply before a runtime starts
     samples = splitset.samples("train")
-    features_shape, label_shape = samples["features"].shape[1:], samples["labels"].shape[1:]
+    features_shape, label_shape = backend.sample_shape(samples["features"].shape[1:]), samples["labels"].shape[1:]
     try:
         model = fn_build(features_shape, label_shape, **combination)
     except Exception as error:

@@ -77,6 +77,36 @@ class _Tabular:
         return splitset
 
 
+def store_arrays(plan: Any, label_column: str, label_encoder: Any = None, feature_encoders: Any = None,
+                 size_test: Any = 0.22, size_validation: Any = None, fold_count: Any = None, bin_count: Any = None,
+                 random_state: Any = None, tags: Any = None) -> Splitset:
+    """The shared second half of ``Pipeline.Image.make`` and ``Pipeline.Sequence.make``: from a
+    checked :class:`~aiqc.data.arrays.ArrayDatasetPlan` (samples, and a table of one row per
+    sample holding ``label_column``) to a stored Splitset. Label, stratified splits and folds as
+    for tables; the feature encoders fit on the training samples' channels. Everything is
+    computed first, then written in one transaction."""
+    from aiqc.data import arrays
+
+    tags = check_tags(tags)
+    label_plan = planning.plan_label(plan.df, label_column)
+    # the table's columns (file names, ids, the label) are not features: the model sees the samples
+    feature_plan = planning.FeaturePlan(columns=[], excluded=[str(c) for c in plan.df.columns])
+    split_plan = planning.plan_splits(label_plan, size_test, size_validation, fold_count, bin_count, random_state)
+    encoder_plans = arrays.plan_encoders(plan, label_plan, split_plan, label_encoder, feature_encoders)
+
+    with ensure_setup().atomic():
+        dataset = Dataset._from_array_plan(plan)
+        label = Label._from_plan(dataset, label_plan)
+        feature = Feature._from_plan(dataset, feature_plan)
+        splitset = Splitset._from_plan(label, feature, split_plan, name=plan.name, description=plan.description,
+                                       tags=tags)
+        splitset._write_encoders(encoder_plans)
+    logger.info("splitset %s: %s %ss of shape %s, %s train / %s validation / %s test%s", splitset.id, len(plan.array),
+                plan.modality, tuple(plan.sample_shape), splitset.count_train, splitset.count_validation,
+                splitset.count_test, f", {split_plan.fold_count} folds" if split_plan.fold_count else "")
+    return splitset
+
+
 class Pipeline:
     """``Pipeline.Tabular.make(...)``: the one-call data pipeline for tables."""
 

@@ -145,14 +145,15 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
     samples_evaluate = backend.to_samples(arrays[evaluate][1], arrays[evaluate][2], analysis)
     timings["samples"] = time.perf_counter() - tick
 
-    model = functions["fn_build"](train_x.shape[1:], train_y.shape[1:], **hp)
+    features_shape = backend.sample_shape(train_x.shape[1:])  # as the library takes a sample (channels first in torch)
+    model = functions["fn_build"](features_shape, train_y.shape[1:], **hp)
     if not backend.is_model(model):
         raise UserFunctionError(
             f"fn_build: expected a {backend.model_description} for library={backend.name!r}; "
             f"received {type(model).__module__}.{type(model).__qualname__}."
         )
     if functions.get("fn_predict") is None or functions.get("fn_lose") is None:  # the defaults read the width
-        _check_output_width(backend, analysis, model, train_x.shape[1:], train_y.shape[1:],
+        _check_output_width(backend, analysis, model, features_shape, train_y.shape[1:],
                             splitset.label.unique_count, hp)
     # in a search, per-epoch values reach aiqc (and its pruner) while fn_train runs
     search = experiment.search_settings
@@ -171,7 +172,7 @@ def run_job(job: Any, experiment: Any, functions: dict[str, Any], threads: int |
     )
     outcome = _measure(backend, analysis, functions, trained, arrays, splits, splitset, timings, pruned,
                        measuring_context)
-    outcome.features_shape, outcome.label_shape = tuple(train_x.shape[1:]), tuple(train_y.shape[1:])
+    outcome.features_shape, outcome.label_shape = tuple(features_shape), tuple(train_y.shape[1:])
     return outcome
 
 

@@ -109,7 +109,7 @@ def test_every_model_round_trips(storage: str) -> None:
     jobs, folds = 2 * 3, 3  # combinations x folds (repeat_count=1)
     history_names = 4  # loss, accuracy, val_loss, val_accuracy; 1 epoch
     expected = {
-        "Dataset": 1, "DatasetPart": 1, "Label": 1, "Feature": 1, "Splitset": 1, "Fold": folds,
+        "Dataset": 1, "DatasetPart": 1, "DatasetArray": 0, "Label": 1, "Feature": 1, "Splitset": 1, "Fold": folds,
         "Encoder": 2 * (1 + folds),  # label + feature encoder, fit on the train split and on each fold
         "Experiment": 1, "Hyperparamset": 2, "Queue": 1, "Job": jobs, "JobAlias": 0,
         "Metric": jobs * len(SPLITS) * len(metric_names), "HistoryEntry": jobs * history_names * 1,

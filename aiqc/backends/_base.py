@@ -126,6 +126,17 @@ class Backend(abc.ABC):
         """The optimizer used when ``fn_optimize`` is None: Adamax, ``hp.get('learning_rate', 0.01)``."""
         return self.row(analysis).optimizer(self.import_library(), model, hp)
 
+    def sample_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of one sample as the library takes it (what ``fn_build`` receives as
+        ``features_shape``) from its stored shape: a table's (features,), a sequence's
+        (timesteps, features) and an image's (height, width, channels), channels last. The
+        default keeps it; a channels-first library moves an image's channels first."""
+        return tuple(int(d) for d in shape)
+
+    def layout(self, features: np.ndarray) -> np.ndarray:
+        """Samples as the library takes them, from the stored layout (see :meth:`sample_shape`)."""
+        return features
+
     @abc.abstractmethod
     def to_samples(self, features: np.ndarray, labels: np.ndarray | None, analysis: AnalysisType) -> dict:
         """``{"features": ..., "labels": ...}`` in the form the library trains on."""

@@ -86,14 +86,25 @@ class TorchBackend(Backend):
     def prepare_model(self, model: Any) -> Any:
         return model.to(self.device())
 
+    def sample_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """An image's (height, width, channels) as torch's (channels, height, width); a table's and
+        a sequence's shape as they are (a sequence is (timesteps, features): batch first)."""
+        shape = tuple(int(d) for d in shape)
+        return (shape[-1], *shape[:-1]) if len(shape) == 3 else shape
+
+    def layout(self, features: np.ndarray) -> np.ndarray:
+        """Images (N, H, W, C) as (N, C, H, W), torch's convolution layout (a view); the rest as they are."""
+        return np.moveaxis(features, -1, 1) if np.ndim(features) == 4 else features
+
     def to_samples(self, features: np.ndarray, labels: np.ndarray | None, analysis: AnalysisType) -> dict:
         """Tensors on :meth:`device`, copied (a user's in-place edit cannot reach aiqc's arrays).
-        Features are float32. Labels are float32, of shape (n, columns), unless the analysis
+        Features are float32; images channels first, (N, C, H, W). Labels are float32, of shape (n, columns), unless the analysis
         type's row says otherwise (multiclass labels held in one column become the 1-D int64
         class indices CrossEntropyLoss expects)."""
         torch = self.import_library()
         device = self.device()
-        samples = {"features": torch.tensor(np.asarray(features, dtype=np.float32), device=device), "labels": None}
+        features = np.ascontiguousarray(self.layout(features), dtype=np.float32)
+        samples = {"features": torch.tensor(features, device=device), "labels": None}
         if labels is not None:
             labels = np.asarray(labels)
             labels = labels.reshape(len(labels), -1)
@@ -112,7 +123,7 @@ class TorchBackend(Backend):
         torch = self.import_library()
         model.eval()
         with torch.no_grad():
-            x = torch.as_tensor(np.asarray(features, dtype=np.float32), device=self.device())
+            x = torch.as_tensor(np.ascontiguousarray(self.layout(features), dtype=np.float32), device=self.device())
             return model(x).cpu().numpy()
 
     def output_shape(self, model: Any, features_shape: tuple[int, ...]) -> tuple[int, ...]:

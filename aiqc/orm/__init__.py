@@ -1,7 +1,7 @@
 """peewee models. Bound to a database by :func:`aiqc.setup` through :data:`database_proxy`."""
 
 from aiqc.orm.base import BaseModel, database_proxy
-from aiqc.orm.dataset import Dataset, DatasetPart
+from aiqc.orm.dataset import Dataset, DatasetArray, DatasetPart
 from aiqc.orm.encoder import Encoder
 from aiqc.orm.feature import Feature
 from aiqc.orm.label import Label
@@ -13,9 +13,9 @@ from aiqc.states import JobState
 from aiqc.orm.result import HistoryEntry, IntermediateValue, Metric, Prediction, TrainedModel
 
 #: every table, in creation order (parents before children)
-MODELS = [SchemaInfo, Dataset, DatasetPart, Label, Feature, Splitset, Fold, Encoder,
+MODELS = [SchemaInfo, Dataset, DatasetPart, DatasetArray, Label, Feature, Splitset, Fold, Encoder,
           Experiment, Hyperparamset, Queue, Job, JobAlias, Metric, HistoryEntry, IntermediateValue, Prediction, TrainedModel]
 
-__all__ = ["BaseModel", "database_proxy", "MODELS", "SCHEMA_VERSION", "SchemaInfo", "Dataset", "DatasetPart",
+__all__ = ["BaseModel", "database_proxy", "MODELS", "SCHEMA_VERSION", "SchemaInfo", "Dataset", "DatasetPart", "DatasetArray",
            "Label", "Feature", "Splitset", "Fold", "Encoder",
            "Experiment", "Hyperparamset", "Queue", "Job", "JobAlias", "JobState", "Metric", "HistoryEntry", "IntermediateValue", "Prediction", "TrainedModel"]

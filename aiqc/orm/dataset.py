@@ -62,8 +62,53 @@ class Dataset(BaseModel):
     dtypes = JSONField()  # {column: pandas dtype name}
     sha256 = pw.CharField(max_length=64, index=True)
     stored_bytes = pw.BigIntegerField()
+    # array datasets (images, sequences): the samples are stored as .npy parts (DatasetArray), the
+    # table above holds one row per sample (its label, file name or sequence id); null for tables
+    modality = pw.TextField(null=True)  # "image" | "sequence"; null: a table
+    sample_shape = JSONField(null=True)  # one sample: [H, W, C] or [timesteps, features]
+    sample_dtype = pw.TextField(null=True)  # e.g. "uint8"
+    channels = JSONField(null=True)  # names of the last axis: ["red", "green", "blue"], the features of a sequence
+    settings = JSONField(null=True)  # how the arrays were made: {"resize": [h, w]}, {"padding": ...}
 
     Tabular = _Tabular
+
+    @property
+    def is_array(self) -> bool:
+        """Whether its samples are arrays (images, sequences) rather than rows of the table."""
+        return self.modality is not None
+
+    def to_array(self, rows: Any = None) -> "np.ndarray":
+        """The samples of an image or sequence dataset (all, or those at positions ``rows``),
+        shaped (N, H, W, C) or (N, timesteps, features), in their stored dtype."""
+        if not self.is_array:
+            from aiqc.exceptions import ValidationError
+
+            raise ValidationError(f"dataset: expected an image or sequence dataset for to_array(); dataset {self.id} "
+                                  "is a table (use to_pandas or to_numpy).")
+        array = _read_array(self.id, self.sha256, database_key())
+        return array if rows is None else array[rows]
+
+    @classmethod
+    def _from_array_plan(cls, plan: Any) -> "Dataset":
+        """Store an :class:`~aiqc.data.arrays.ArrayDatasetPlan`: the table of one row per sample as
+        parquet parts, the samples as .npy parts; ``sha256`` covers both, in order. An existing
+        dataset with the same content, modality and sample shape is reused, as for tables."""
+        from aiqc.data.arrays import iter_array_parts
+
+        existing = cls._same_content(plan)
+        if existing is not None:
+            _notice_reuse(existing, plan)
+            return existing
+        dataset, digest, total = cls._write_table(plan)
+        for index, (start, count, blob) in enumerate(iter_array_parts(plan.array)):
+            view = memoryview(blob)
+            digest.update(view)
+            total += len(view)
+            DatasetArray.insert(dataset=dataset, part_index=index, row_start=start, row_count=count, blob=view).execute()
+            del view, blob
+        dataset.sha256, dataset.stored_bytes = digest.hexdigest(), total
+        dataset.save(only=[Dataset.sha256, Dataset.stored_bytes])
+        return dataset
 
     @classmethod
     def _from_plan(cls, plan: "DatasetPlan") -> "Dataset":
@@ -72,18 +117,12 @@ class Dataset(BaseModel):
         :class:`~aiqc.exceptions.DataReusedNotice`, else a new one."""
         existing = cls._same_content(plan)
         if existing is not None:
-            import warnings
-
-            from aiqc.exceptions import DataReusedNotice
-
-            logger.info("dataset %s reused: same content and schema as %s", existing.id, plan.source)
-            warnings.warn(f"dataset: the data given ({plan.source}, {existing.row_count} rows x {existing.column_count} "
-                          f"columns) is already stored as dataset {existing.id}"
-                          f"{f' ({existing.name!r})' if existing.name else ''} with the same content (sha256 "
-                          f"{existing.sha256[:12]}...) and schema; reusing it instead of storing another copy.",
-                          DataReusedNotice, stacklevel=3)
+            _notice_reuse(existing, plan)
             return existing
-        return cls._write(plan)
+        dataset, digest, total = cls._write_table(plan)
+        dataset.sha256, dataset.stored_bytes = digest.hexdigest(), total
+        dataset.save(only=[Dataset.sha256, Dataset.stored_bytes])
+        return dataset
 
     @classmethod
     def _same_content(cls, plan: "DatasetPlan") -> "Dataset | None":
@@ -91,9 +130,12 @@ class Dataset(BaseModel):
         Only when one has the same shape and schema are the parts serialised to be hashed
         (not stored): storing new data costs one query more."""
         df = plan.df
+        array = getattr(plan, "array", None)
         candidates = [d for d in cls.select().where((cls.row_count == len(df)) & (cls.column_count == df.shape[1]))
                       .order_by(cls.id)
-                      if d.columns == [str(c) for c in df.columns] and d.dtypes == plan.dtypes and d.sha256]
+                      if d.columns == [str(c) for c in df.columns] and d.dtypes == plan.dtypes and d.sha256
+                      and d.modality == getattr(plan, "modality", None)
+                      and (array is None or (d.sample_shape == plan.sample_shape and d.sample_dtype == str(array.dtype)))]
         if not candidates:
             return None
         from aiqc.data.frames import iter_parquet_parts
@@ -101,18 +143,28 @@ class Dataset(BaseModel):
         digest = hashlib.sha256()
         for _, _, blob in iter_parquet_parts(df):
             digest.update(memoryview(blob))
+        if array is not None:
+            from aiqc.data.arrays import iter_array_parts
+
+            for _, _, blob in iter_array_parts(array):
+                digest.update(memoryview(blob))
         sha256 = digest.hexdigest()
         return next((d for d in candidates if d.sha256 == sha256), None)
 
     @classmethod
-    def _write(cls, plan: "DatasetPlan") -> "Dataset":
+    def _write_table(cls, plan: Any) -> tuple["Dataset", Any, int]:
+        """The dataset row and its table's parquet parts; returns (dataset, the running sha256, bytes stored)."""
         from aiqc.data.frames import iter_parquet_parts
 
         df = plan.df
+        array = getattr(plan, "array", None)
         dataset = cls.create(
             name=plan.name, description=plan.description, source=plan.source,
             row_count=len(df), column_count=df.shape[1], columns=list(df.columns),
             dtypes=plan.dtypes, sha256="", stored_bytes=0,
+            **({} if array is None else dict(modality=plan.modality, sample_shape=plan.sample_shape,
+                                             sample_dtype=str(array.dtype), channels=list(plan.channels),
+                                             settings=plan.settings or None)),
         )
         digest, total = hashlib.sha256(), 0
         for index, (start, count, blob) in enumerate(iter_parquet_parts(df)):
@@ -121,9 +173,7 @@ class Dataset(BaseModel):
             total += len(view)
             DatasetPart.insert(dataset=dataset, part_index=index, row_start=start, row_count=count, blob=view).execute()
             del view, blob
-        dataset.sha256, dataset.stored_bytes = digest.hexdigest(), total
-        dataset.save(only=[Dataset.sha256, Dataset.stored_bytes])
-        return dataset
+        return dataset, digest, total
 
     # --- reading -----------------------------------------------------------------
     def to_pandas(self, columns: list[str] | None = None, rows: Any = None) -> "pd.DataFrame":
@@ -186,6 +236,47 @@ class DatasetPart(BaseModel):
 
     class Meta:
         indexes = ((("dataset", "part_index"), True),)
+
+
+class DatasetArray(BaseModel):
+    """A consecutive range of the samples of an image or sequence dataset, as one .npy file."""
+
+    dataset = pw.ForeignKeyField(Dataset, backref="array_parts", on_delete="CASCADE")
+    part_index = pw.IntegerField()
+    row_start = pw.BigIntegerField()
+    row_count = pw.IntegerField()
+    blob = pw.BlobField()
+
+    class Meta:
+        indexes = ((("dataset", "part_index"), True),)
+
+
+def _notice_reuse(existing: Dataset, plan: Any) -> None:
+    """Tell the user (:class:`~aiqc.exceptions.DataReusedNotice`) that ``plan`` is stored already."""
+    import warnings
+
+    from aiqc.exceptions import DataReusedNotice
+
+    logger.info("dataset %s reused: same content and schema as %s", existing.id, plan.source)
+    shape = (f"{existing.row_count} {existing.modality}s of shape {tuple(existing.sample_shape)}" if existing.is_array
+             else f"{existing.row_count} rows x {existing.column_count} columns")
+    warnings.warn(f"dataset: the data given ({plan.source}, {shape}) is already stored as dataset {existing.id}"
+                  f"{f' ({existing.name!r})' if existing.name else ''} with the same content (sha256 "
+                  f"{existing.sha256[:12]}...) and schema; reusing it instead of storing another copy.",
+                  DataReusedNotice, stacklevel=4)
+
+
+@caches.register
+@lru_cache(maxsize=2)
+def _read_array(dataset_id: int, sha256: str, database: str) -> "np.ndarray":
+    """The samples of an array dataset, read once per process (keyed on its content, as :func:`_read_frame`)."""
+    from aiqc.data.arrays import parts_to_array
+
+    query = (DatasetArray.select(DatasetArray.blob)
+             .where(DatasetArray.dataset == dataset_id).order_by(DatasetArray.part_index))
+    array = parts_to_array([bytes(row.blob) for row in query])
+    array.flags.writeable = False  # shared by every caller: a change would leak into the next read
+    return array
 
 
 @caches.register

@@ -179,7 +179,11 @@ class Splitset(Annotated, BaseModel):
         split's scope (the fold's when ``fold`` is given): encoded blocks in encoder order,
         then the numeric pass-through columns."""
         rows = self.indices(split, fold)
-        frame = self.feature.dataset.to_pandas(self.feature.columns, rows)
+        dataset = self.feature.dataset
+        if dataset.is_array:
+            raise ValidationError(f"splitset: expected a table for features_to_pandas; splitset {self.id} holds "
+                                  f"{dataset.modality}s: use features_to_numpy(split, fold).")
+        frame = dataset.to_pandas(self.feature.columns, rows)
         return self.encode_features(frame, fold) if encoded else frame
 
     def encode_features(self, frame: "pd.DataFrame", fold: int | None = None) -> "pd.DataFrame":
@@ -237,8 +241,22 @@ class Splitset(Annotated, BaseModel):
         return encoders[0].fitted if encoders else None
 
     def features_to_numpy(self, split: str = "train", fold: int | None = None, encoded: bool = True) -> np.ndarray:
-        """Feature columns of ``split`` as an array, encoded by default (see :meth:`features_to_pandas`)."""
+        """Feature columns of ``split`` as an array, encoded by default (see :meth:`features_to_pandas`).
+        Images and sequences: the samples of ``split``, (N, H, W, C) or (N, timesteps, features),
+        encoded channel by channel (float32) by default, as stored otherwise."""
+        dataset = self.feature.dataset
+        if dataset.is_array:
+            samples = dataset.to_array(self.indices(split, fold))
+            return self.encode_samples(samples, fold) if encoded else samples
         return self.features_to_pandas(split, fold, encoded).to_numpy()
+
+    def encode_samples(self, samples: np.ndarray, fold: int | None = None) -> np.ndarray:
+        """Images or sequences through the feature encoders of a scope (the fold's, or the train
+        split's), channel by channel: float32 of the same shape."""
+        from aiqc.data.arrays import encode_samples
+
+        encoders = self.encoders_for(fold, side="feature")
+        return encode_samples(samples, [e.fitted for e in encoders], list(self.feature.dataset.channels))
 
     def label_to_numpy(self, split: str = "train", fold: int | None = None, encoded: bool = True) -> np.ndarray:
         """The label of ``split`` as a 2-D array, encoded by default (see :meth:`label_to_pandas`)."""

@@ -1,0 +1,204 @@
+"""Datasets whose samples are arrays, not rows of a table: images (N, H, W, C) and sequences
+(N, timesteps, features). Pure functions on numpy arrays: storing them part by part, and
+fitting and applying encoders on their last axis (an image's channels, a sequence's features).
+
+An encoder of an array dataset is any scikit-learn transformer that maps columns to as many
+columns (``MinMaxScaler`` scales to [0, 1], ``StandardScaler`` standardises): it is fit on the
+training samples' values of each channel (every pixel of every training image, or every
+timestep of every training sequence, one column per channel), a chunk at a time when it has
+``partial_fit``, and applied the same way. The encoded arrays keep their shape, as float32.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from aiqc.data import encode
+from aiqc.exceptions import ValidationError
+
+#: the modalities whose samples are arrays, and the shape of one sample: (H, W, C) or (timesteps, features)
+SAMPLE_DIMENSIONS = {"image": 3, "sequence": 2}
+#: stored bytes per part, as for tables (:data:`aiqc.data.frames.PART_BYTES`)
+PART_BYTES = 32 * 1024 * 1024
+#: samples fit or transformed at a time: bounds the extra memory of an encoder to a chunk
+CHUNK_SAMPLES = 2048
+
+
+@dataclass
+class ArrayDatasetPlan:
+    """A checked array dataset to store: the samples (one array, N first), the table of one row
+    per sample (its label and what identifies it: a file name, a sequence id), the channel
+    names (an image's channels, a sequence's features) and how the arrays were made
+    (``settings``: a resize, padding or truncation, recorded with the dataset)."""
+
+    array: np.ndarray = field(repr=False)
+    df: pd.DataFrame = field(repr=False)  # one row per sample; holds the label column
+    modality: str
+    channels: list[str]
+    source: str
+    name: str | None = None
+    description: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        """Column name -> dtype name of the table's columns."""
+        from aiqc.data.frames import dtype_names
+
+        return dtype_names(self.df)
+
+    @property
+    def sample_shape(self) -> list[int]:
+        """The shape of one sample: (H, W, C) or (timesteps, features)."""
+        return [int(d) for d in self.array.shape[1:]]
+
+
+def check_array(array: Any, modality: str, parameter: str) -> np.ndarray:
+    """A numeric numpy array of N samples, each of :data:`SAMPLE_DIMENSIONS` dimensions, every
+    value finite; NaN or inf is an error naming the samples that hold it."""
+    dimensions = SAMPLE_DIMENSIONS[modality]
+    what = {"image": "(samples, height, width, channels)", "sequence": "(samples, timesteps, features)"}[modality]
+    if not isinstance(array, np.ndarray):
+        raise ValidationError.expected(parameter, f"a numpy array shaped {what}", array)
+    if array.ndim != dimensions + 1:
+        raise ValidationError(f"{parameter}: expected a {dimensions + 1}-D array shaped {what}; received a "
+                              f"{array.ndim}-D array of shape {array.shape}.")
+    if array.dtype.kind not in "biuf" or array.dtype.kind == "b":
+        raise ValidationError.expected(parameter, "an array of numbers (an integer or float dtype)", f"dtype {array.dtype}")
+    if len(array) < 2:
+        raise ValidationError(f"{parameter}: expected at least 2 samples; received {len(array)}.")
+    if array.dtype.kind == "f":
+        bad = _nonfinite_samples(array)
+        if len(bad):
+            raise ValidationError(
+                f"{parameter}: expected finite values; received NaN or inf in {len(bad)} sample(s), positions "
+                f"{bad[:10].tolist()!r}{' ...' if len(bad) > 10 else ''}. Fill or drop them first.")
+    return array
+
+
+def _nonfinite_samples(array: np.ndarray) -> np.ndarray:
+    """Positions of the samples holding NaN or inf (checked a chunk at a time)."""
+    bad = []
+    for start in range(0, len(array), CHUNK_SAMPLES):
+        chunk = array[start:start + CHUNK_SAMPLES].reshape(min(CHUNK_SAMPLES, len(array) - start), -1)
+        rows = np.flatnonzero(~np.isfinite(chunk).all(axis=1))
+        bad.append(rows + start)
+    return np.concatenate(bad) if bad else np.array([], dtype=np.int64)
+
+
+# --- storing ------------------------------------------------------------------------------------
+def iter_array_parts(array: np.ndarray) -> Iterator[tuple[int, int, bytes]]:
+    """``(sample_start, sample_count, .npy bytes)`` for consecutive ranges of samples of about
+    :data:`PART_BYTES` each: a write holds about one part in memory beside the array."""
+    per_sample = max(1, int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize)
+    per_part = max(1, PART_BYTES // per_sample)
+    for start in range(0, len(array), per_part):
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array[start:start + per_part]), allow_pickle=False)
+        yield start, min(per_part, len(array) - start), buffer.getvalue()
+
+
+def parts_to_array(blobs: list[bytes]) -> np.ndarray:
+    """The stored parts back as one array (samples first)."""
+    arrays = [np.load(io.BytesIO(bytes(blob)), allow_pickle=False) for blob in blobs]
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+# --- encoding -----------------------------------------------------------------------------------
+def channel_values(array: np.ndarray) -> np.ndarray:
+    """The array's values as one column per channel (its last axis), a view where possible."""
+    return array.reshape(-1, array.shape[-1])
+
+
+def fit(spec: encode.EncoderSpec, array: np.ndarray, rows: np.ndarray, channels: list[str]) -> Any:
+    """A clone of the spec's transformer fit on the values of each channel of the samples
+    ``rows`` (training samples only), with ``partial_fit`` a chunk of samples at a time."""
+    from sklearn.base import clone
+
+    transformer = clone(spec.transformer)
+    try:
+        if hasattr(transformer, "partial_fit"):
+            for start in range(0, len(rows), CHUNK_SAMPLES):
+                chunk = array[rows[start:start + CHUNK_SAMPLES]]
+                transformer.partial_fit(_frame(channel_values(chunk), channels))
+        else:
+            transformer.fit(_frame(channel_values(array[rows]), channels))
+    except (ValueError, TypeError) as error:
+        raise ValidationError(f"{spec.describe()}: expected a transformer that can fit the values of the channels "
+                              f"{channels[:10]!r}; fitting on the training samples failed: {error}") from error
+    return transformer
+
+
+def _frame(values: np.ndarray, channels: list[str]) -> pd.DataFrame:
+    """Channel values as a DataFrame (a transformer fit on named columns keeps their names)."""
+    return pd.DataFrame(values, columns=channels, copy=False)
+
+
+def transform(fitted: Any, array: np.ndarray, channels: list[str]) -> np.ndarray:
+    """``array`` encoded by a fitted transformer, channel by channel, as float32 of the same
+    shape; a transformer that changes the number of channels is an error."""
+    out = np.empty(array.shape, dtype=np.float32)
+    for start in range(0, len(array), CHUNK_SAMPLES):
+        chunk = array[start:start + CHUNK_SAMPLES]
+        encoded = encode.transform(fitted, _frame(channel_values(chunk), channels))
+        if encoded.shape != (chunk[..., 0].size, len(channels)):
+            raise ValidationError(
+                f"feature_encoders: expected a transformer that maps each of the {len(channels)} channels to one "
+                f"value (a scaler); {type(fitted).__name__} returned {encoded.shape[1]} columns.")
+        out[start:start + len(chunk)] = encoded.reshape(chunk.shape)
+    return out
+
+
+def encode_samples(array: np.ndarray, encoders: list[Any], channels: list[str]) -> np.ndarray:
+    """``array`` through each fitted encoder in order (none: as float32), then checked finite."""
+    if not encoders:
+        return array.astype(np.float32)
+    out = array
+    for fitted in encoders:
+        out = transform(fitted, out, channels)
+    return out
+
+
+def parse_encoders(value: Any, modality: str) -> list[encode.EncoderSpec]:
+    """The checked specs of an array dataset's ``feature_encoders``: one
+    ``dict(sklearn_preprocess=...)`` or a list of them, each applied to every channel (no
+    ``dtypes`` or ``columns``: an array's channels are all numbers)."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ValidationError.expected("feature_encoders", "None or a list of dict(sklearn_preprocess=...)", value)
+    return [encode.EncoderSpec(encode._check_entry(entry, f"feature_encoders[{position}]", {"sklearn_preprocess"},
+                                                   f"only the key 'sklearn_preprocess' ({modality} encoders apply to "
+                                                   "every channel)"), f"feature_encoders[{position}]")
+            for position, entry in enumerate(value)]
+
+
+def plan_encoders(plan: ArrayDatasetPlan, label: Any, splits: Any, label_encoder: Any = None,
+                  feature_encoders: Any = None) -> list[Any]:
+    """The label encoder (on the table's label column, as for tables) and the feature encoders
+    (on the samples' channels), each fit on the training samples only, and on each fold's
+    training samples; each must encode the held-out samples to finite numbers."""
+    from aiqc.data.plan import EncoderPlan, FeaturePlan, fit_scopes
+    from aiqc.data.plan import plan_encoders as plan_table_encoders
+
+    plans = plan_table_encoders(plan.df, label, FeaturePlan([], []), splits, label_encoder, None)
+    for position, spec in enumerate(parse_encoders(feature_encoders, plan.modality)):
+        spec.claimed = list(plan.channels)
+        for fold_index, fit_rows, other_rows in fit_scopes(splits):
+            fitted = fit(spec, plan.array, fit_rows, plan.channels)
+            for rows in other_rows:
+                for start in range(0, len(rows), CHUNK_SAMPLES):
+                    encoded = transform(fitted, plan.array[rows[start:start + CHUNK_SAMPLES]], plan.channels)
+                    if not np.isfinite(encoded).all():
+                        raise ValidationError(f"{spec.describe()}: expected finite values from the held-out samples; "
+                                              "it gave NaN or inf (a constant channel standardised?).")
+            plans.append(EncoderPlan(spec, "feature", position, fold_index, fitted, list(plan.channels),
+                                     list(plan.channels)))
+    return plans
