@@ -1,4 +1,8 @@
-"""Bundled sample data, by file name: ``datum.to_pandas('iris.tsv')``."""
+"""Bundled sample data, by file name: ``datum.to_pandas('iris.tsv')``.
+
+Tables ship as files. Image and sequence sets are generated from what packages ship (or from
+code) on first use, into ``datums/`` of the user data directory (``AIQC_DATUMS`` overrides),
+and reused after: nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -23,6 +27,48 @@ DATUMS = {
 }
 
 
+#: name -> (modality, samples, label column, analysis type, description, "module:function" that
+#: writes it into a folder and returns its path); the function takes (folder: Path) and must be
+#: deterministic. ``get_path(name)`` is that path (a folder of images, a file of sequences).
+GENERATED: dict[str, tuple[str, int, str, AnalysisType, str, str]] = {}
+
+
+def generated_folder() -> Path:
+    """Where generated datums are written: ``AIQC_DATUMS``, else ``datums/`` in the user data directory."""
+    import os
+
+    if os.environ.get("AIQC_DATUMS"):
+        return Path(os.environ["AIQC_DATUMS"])
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("aiqc", appauthor=False)) / "datums"
+
+
+def _generated(name: str) -> Path:
+    """The path of a generated datum, written on first use (into a temporary folder, then
+    renamed, so a second process never reads a half-written one)."""
+    import importlib
+    import shutil
+    import tempfile
+
+    folder = generated_folder()
+    module, _, function = GENERATED[name][5].partition(":")
+    writer = getattr(importlib.import_module(module), function)
+    target = folder / name
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
+    try:
+        written = Path(writer(staging))
+        relative = written.relative_to(staging)
+        if not target.exists():
+            (staging / relative).rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def _folder() -> Path:
     """The data folder: inside the installed package, or ``datasets/`` of a source checkout."""
     try:
@@ -38,8 +84,10 @@ def _folder() -> Path:
 
 def get_path(name: str) -> str:
     """Absolute path of a bundled file, e.g. ``get_path('iris.tsv')``."""
+    if name in GENERATED:
+        return str(_generated(name))
     if name not in DATUMS:
-        raise ValidationError.expected("name", f"one of {sorted(DATUMS)!r}", name)
+        raise ValidationError.expected("name", f"one of {sorted(DATUMS) + sorted(GENERATED)!r}", name)
     return str(_folder() / name)
 
 
@@ -51,12 +99,17 @@ def to_pandas(name: str) -> "pd.DataFrame":
 
 
 def list_datums() -> "pd.DataFrame":
-    """One row per bundled file: name, rows, columns, label, analysis type, description."""
+    """One row per bundled dataset: name, modality (tabular, image, sequence), rows (of a table;
+    images; sequences), columns (of a table), label, analysis type, description. Generated ones
+    are listed without being generated."""
     import pandas as pd
 
     rows = []
     for name, (label, analysis_type, description) in DATUMS.items():
         df = to_pandas(name)
-        rows.append(dict(name=name, rows=len(df), columns=df.shape[1], label=label,
+        rows.append(dict(name=name, modality="tabular", rows=len(df), columns=df.shape[1], label=label,
                          analysis_type=analysis_type.value, description=description))
-    return pd.DataFrame(rows)
+    for name, (modality, samples, label, analysis_type, description, _) in GENERATED.items():
+        rows.append(dict(name=name, modality=modality, rows=samples, columns=None, label=label,
+                         analysis_type=analysis_type.value, description=description))
+    return pd.DataFrame(rows, columns=["name", "modality", "rows", "columns", "label", "analysis_type", "description"])
