@@ -202,3 +202,46 @@ def plan_encoders(plan: ArrayDatasetPlan, label: Any, splits: Any, label_encoder
             plans.append(EncoderPlan(spec, "feature", position, fold_index, fitted, list(plan.channels),
                                      list(plan.channels)))
     return plans
+
+
+# --- what predict receives ----------------------------------------------------------------------
+#: modality -> "module:function" reading what a user hands ``predict`` besides an array (image
+#: files or a folder; a long DataFrame of sequences) into samples. Each function takes
+#: ``(inputs, sample_shape, settings, parameter)`` (``settings``: the dataset's, e.g. its resize
+#: or padding, applied the same way) and returns an array (N, *sample_shape), or raises a
+#: ValidationError naming ``parameter``.
+READERS = {"image": "aiqc.data.images:read_for_prediction", "sequence": "aiqc.data.sequences:read_for_prediction"}
+
+
+def samples_for_prediction(inputs: Any, modality: str, sample_shape: Any, settings: dict | None = None,
+                           parameter: str = "samples") -> np.ndarray:
+    """New samples for ``predict``, checked against the stored ones' shape: an array (N, *shape),
+    or one sample (*shape); a grayscale image without its channel axis (N, H, W) when the
+    stored images have one channel; or what the modality's reader (:data:`READERS`) takes."""
+    import importlib
+
+    shape = tuple(int(d) for d in sample_shape)
+    if isinstance(inputs, np.ndarray):
+        array = inputs
+    else:
+        module, _, function = READERS[modality].partition(":")
+        array = getattr(importlib.import_module(module), function)(inputs, shape, dict(settings or {}), parameter)
+    if array.shape == shape:
+        array = array[None]
+    elif modality == "image" and shape[-1] == 1 and array.shape[1:] == shape[:-1]:
+        array = array[..., None]  # (N, H, W) grayscale
+    elif modality == "image" and shape[-1] == 1 and array.shape == shape[:-1]:
+        array = array[None, ..., None]  # one (H, W) grayscale image
+    if array.shape[1:] != shape:
+        raise ValidationError(f"{parameter}: expected {modality}s of the shape the model was trained on, "
+                              f"(N, {', '.join(map(str, shape))}); received an array of shape {array.shape}.")
+    if array.dtype.kind not in "iuf":
+        raise ValidationError.expected(parameter, "an array of numbers", f"dtype {array.dtype}")
+    if len(array) == 0:
+        raise ValidationError(f"{parameter}: expected at least one {modality}; received none.")
+    if array.dtype.kind == "f":
+        bad = _nonfinite_samples(array)
+        if len(bad):
+            raise ValidationError(f"{parameter}: expected finite values; received NaN or inf in sample(s) "
+                                  f"{bad[:10].tolist()!r}.")
+    return array
