@@ -11,7 +11,6 @@ timestep of every training sequence, one column per channel), a chunk at a time 
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -23,10 +22,12 @@ from aiqc.exceptions import ValidationError
 
 #: the modalities whose samples are arrays, and the shape of one sample: (H, W, C) or (timesteps, features)
 SAMPLE_DIMENSIONS = {"image": 3, "sequence": 2}
-#: stored bytes per part, as for tables (:data:`aiqc.data.frames.PART_BYTES`)
-PART_BYTES = 32 * 1024 * 1024
-#: samples fit or transformed at a time: bounds the extra memory of an encoder to a chunk
-CHUNK_SAMPLES = 2048
+#: stored bytes per part: small enough that the database's copy of one part costs little
+#: memory beside the array (a write holds no other copy)
+PART_BYTES = 1024 * 1024
+#: values (samples x pixels or timesteps x channels) fit or transformed at a time: scikit-learn
+#: works in float64, so a chunk costs 8 bytes a value, 2 MB here, whatever the sample size
+CHUNK_VALUES = 1 << 18
 
 
 @dataclass
@@ -81,31 +82,47 @@ def check_array(array: Any, modality: str, parameter: str) -> np.ndarray:
     return array
 
 
+def chunk_samples(array: np.ndarray) -> int:
+    """How many samples of ``array`` make a chunk of about :data:`CHUNK_VALUES` values."""
+    return max(1, CHUNK_VALUES // max(1, int(np.prod(array.shape[1:], dtype=np.int64))))
+
+
 def _nonfinite_samples(array: np.ndarray) -> np.ndarray:
     """Positions of the samples holding NaN or inf (checked a chunk at a time)."""
-    bad = []
-    for start in range(0, len(array), CHUNK_SAMPLES):
-        chunk = array[start:start + CHUNK_SAMPLES].reshape(min(CHUNK_SAMPLES, len(array) - start), -1)
+    bad, step = [], chunk_samples(array)
+    for start in range(0, len(array), step):
+        chunk = array[start:start + step].reshape(min(step, len(array) - start), -1)
         rows = np.flatnonzero(~np.isfinite(chunk).all(axis=1))
         bad.append(rows + start)
     return np.concatenate(bad) if bad else np.array([], dtype=np.int64)
 
 
 # --- storing ------------------------------------------------------------------------------------
-def iter_array_parts(array: np.ndarray) -> Iterator[tuple[int, int, bytes]]:
-    """``(sample_start, sample_count, .npy bytes)`` for consecutive ranges of samples of about
-    :data:`PART_BYTES` each: a write holds about one part in memory beside the array."""
-    per_sample = max(1, int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize)
+def stored_dtype(array: np.ndarray) -> np.dtype:
+    """The dtype samples are stored in: the array's, in native byte order (the bytes are stored raw)."""
+    return array.dtype.newbyteorder("=")
+
+
+def iter_array_parts(array: np.ndarray) -> Iterator[tuple[int, int, memoryview]]:
+    """``(sample_start, sample_count, raw bytes)`` for consecutive ranges of samples of about
+    :data:`PART_BYTES` each, C order, in :func:`stored_dtype`: a view of the array wherever it
+    is contiguous, so storing copies nothing but one part at a time. The dataset records the
+    dtype and the sample shape that read them back (:func:`parts_to_array`)."""
+    dtype = stored_dtype(array)
+    per_sample = max(1, int(np.prod(array.shape[1:], dtype=np.int64)) * dtype.itemsize)
     per_part = max(1, PART_BYTES // per_sample)
     for start in range(0, len(array), per_part):
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(array[start:start + per_part]), allow_pickle=False)
-        yield start, min(per_part, len(array) - start), buffer.getvalue()
+        chunk = np.ascontiguousarray(array[start:start + per_part], dtype=dtype)
+        yield start, len(chunk), memoryview(chunk).cast("B")
 
 
-def parts_to_array(blobs: list[bytes]) -> np.ndarray:
-    """The stored parts back as one array (samples first)."""
-    arrays = [np.load(io.BytesIO(bytes(blob)), allow_pickle=False) for blob in blobs]
+def parts_to_array(blobs: list[bytes], dtype: Any, sample_shape: Any) -> np.ndarray:
+    """The stored parts back as one array (N, *sample_shape) of ``dtype``."""
+    shape = tuple(int(d) for d in sample_shape)
+    dtype = np.dtype(dtype)
+    arrays = [np.frombuffer(blob, dtype=dtype).reshape(-1, *shape) for blob in blobs]
+    if not arrays:
+        return np.empty((0, *shape), dtype=dtype)
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
@@ -123,8 +140,9 @@ def fit(spec: encode.EncoderSpec, array: np.ndarray, rows: np.ndarray, channels:
     transformer = clone(spec.transformer)
     try:
         if hasattr(transformer, "partial_fit"):
-            for start in range(0, len(rows), CHUNK_SAMPLES):
-                chunk = array[rows[start:start + CHUNK_SAMPLES]]
+            step = chunk_samples(array)
+            for start in range(0, len(rows), step):
+                chunk = array[rows[start:start + step]]
                 transformer.partial_fit(_frame(channel_values(chunk), channels))
         else:
             transformer.fit(_frame(channel_values(array[rows]), channels))
@@ -143,8 +161,9 @@ def transform(fitted: Any, array: np.ndarray, channels: list[str]) -> np.ndarray
     """``array`` encoded by a fitted transformer, channel by channel, as float32 of the same
     shape; a transformer that changes the number of channels is an error."""
     out = np.empty(array.shape, dtype=np.float32)
-    for start in range(0, len(array), CHUNK_SAMPLES):
-        chunk = array[start:start + CHUNK_SAMPLES]
+    step = chunk_samples(array)
+    for start in range(0, len(array), step):
+        chunk = array[start:start + step]
         encoded = encode.transform(fitted, _frame(channel_values(chunk), channels))
         if encoded.shape != (chunk[..., 0].size, len(channels)):
             raise ValidationError(
@@ -193,9 +212,10 @@ def plan_encoders(plan: ArrayDatasetPlan, label: Any, splits: Any, label_encoder
         spec.claimed = list(plan.channels)
         for fold_index, fit_rows, other_rows in fit_scopes(splits):
             fitted = fit(spec, plan.array, fit_rows, plan.channels)
+            step = chunk_samples(plan.array)
             for rows in other_rows:
-                for start in range(0, len(rows), CHUNK_SAMPLES):
-                    encoded = transform(fitted, plan.array[rows[start:start + CHUNK_SAMPLES]], plan.channels)
+                for start in range(0, len(rows), step):
+                    encoded = transform(fitted, plan.array[rows[start:start + step]], plan.channels)
                     if not np.isfinite(encoded).all():
                         raise ValidationError(f"{spec.describe()}: expected finite values from the held-out samples; "
                                               "it gave NaN or inf (a constant channel standardised?).")

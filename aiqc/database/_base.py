@@ -67,6 +67,12 @@ class Storage:
         writer may add a user in between). No-op where the write transaction already excludes
         every other writer."""
 
+    def bulk_writes(self) -> ContextManager[Any]:
+        """Around writes of many large blobs (the samples of an image dataset): hold few of the
+        written pages in memory, so storing data costs little more memory than the data itself.
+        No-op where the database keeps no page cache in this process."""
+        return contextlib.nullcontext()
+
     def vacuum(self, models: list[type[pw.Model]]) -> int | None:
         """Give back the room of deleted rows (of ``models``' tables, where the database can
         vacuum some tables only); outside any transaction. The bytes its files shrank by, or

@@ -4,10 +4,11 @@ claim the same job. Only processes on the machine that holds the file can share 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Iterator
 
 import peewee as pw
 
@@ -18,6 +19,9 @@ from aiqc.exceptions import (DatabaseCorruptError, DatabaseError, DatabaseFullEr
 
 #: SQLite settings: concurrent readers with one writer (WAL), wait instead of failing
 #: when another process writes (busy_timeout, ms), and enforced foreign keys.
+#: KiB of page cache while a dataset's samples are written (:meth:`AIQCSqliteDatabase.bulk_writes`)
+BULK_CACHE_KIB = 1024
+
 SQLITE_PRAGMAS = {
     "page_size": 32768,  # new files only: large pages store dataset parts ~2x faster
     "journal_mode": "wal",
@@ -64,6 +68,18 @@ class AIQCSqliteDatabase(Storage, pw.SqliteDatabase):
     def write_transaction(self) -> ContextManager[Any]:
         """``BEGIN IMMEDIATE``: the one write lock, taken before the first read."""
         return self.atomic("IMMEDIATE")
+
+    @contextlib.contextmanager
+    def bulk_writes(self) -> Iterator[None]:
+        """The page cache cut to :data:`BULK_CACHE_KIB` while the block runs (pages beyond it spill
+        to the WAL mid-transaction, as SQLite does), then restored: the cache would otherwise
+        hold a copy of every page written until the connection closes."""
+        (size,) = self.execute_sql("PRAGMA cache_size").fetchone()
+        self.execute_sql(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self.execute_sql(f"PRAGMA cache_size = {int(size)}")
 
     def migrator(self) -> Any:
         """playhouse's SqliteMigrator."""

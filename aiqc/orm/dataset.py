@@ -62,7 +62,7 @@ class Dataset(BaseModel):
     dtypes = JSONField()  # {column: pandas dtype name}
     sha256 = pw.CharField(max_length=64, index=True)
     stored_bytes = pw.BigIntegerField()
-    # array datasets (images, sequences): the samples are stored as .npy parts (DatasetArray), the
+    # array datasets (images, sequences): the samples are stored as raw parts (DatasetArray), the
     # table above holds one row per sample (its label, file name or sequence id); null for tables
     modality = pw.TextField(null=True)  # "image" | "sequence"; null: a table
     sample_shape = JSONField(null=True)  # one sample: [H, W, C] or [timesteps, features]
@@ -85,13 +85,14 @@ class Dataset(BaseModel):
 
             raise ValidationError(f"dataset: expected an image or sequence dataset for to_array(); dataset {self.id} "
                                   "is a table (use to_pandas or to_numpy).")
-        array = _read_array(self.id, self.sha256, database_key())
+        array = _read_array(self.id, self.sha256, database_key(), self.sample_dtype, tuple(self.sample_shape))
         return array if rows is None else array[rows]
 
     @classmethod
     def _from_array_plan(cls, plan: Any) -> "Dataset":
         """Store an :class:`~aiqc.data.arrays.ArrayDatasetPlan`: the table of one row per sample as
-        parquet parts, the samples as .npy parts; ``sha256`` covers both, in order. An existing
+        parquet parts, the samples as raw C-order parts in ``sample_dtype`` (read back with
+        ``sample_shape``); ``sha256`` covers both, in order. An existing
         dataset with the same content, modality and sample shape is reused, as for tables."""
         from aiqc.data.arrays import iter_array_parts
 
@@ -100,12 +101,13 @@ class Dataset(BaseModel):
             _notice_reuse(existing, plan)
             return existing
         dataset, digest, total = cls._write_table(plan)
-        for index, (start, count, blob) in enumerate(iter_array_parts(plan.array)):
-            view = memoryview(blob)
-            digest.update(view)
-            total += len(view)
-            DatasetArray.insert(dataset=dataset, part_index=index, row_start=start, row_count=count, blob=view).execute()
-            del view, blob
+        with ensure_database().bulk_writes():
+            for index, (start, count, view) in enumerate(iter_array_parts(plan.array)):
+                digest.update(view)
+                total += len(view)
+                DatasetArray.insert(dataset=dataset, part_index=index, row_start=start, row_count=count,
+                                    blob=view).execute()
+                del view
         dataset.sha256, dataset.stored_bytes = digest.hexdigest(), total
         dataset.save(only=[Dataset.sha256, Dataset.stored_bytes])
         return dataset
@@ -135,7 +137,8 @@ class Dataset(BaseModel):
                       .order_by(cls.id)
                       if d.columns == [str(c) for c in df.columns] and d.dtypes == plan.dtypes and d.sha256
                       and d.modality == getattr(plan, "modality", None)
-                      and (array is None or (d.sample_shape == plan.sample_shape and d.sample_dtype == str(array.dtype)))]
+                      and (array is None or (d.sample_shape == plan.sample_shape
+                                             and d.sample_dtype == str(array.dtype.newbyteorder("="))))]
         if not candidates:
             return None
         from aiqc.data.frames import iter_parquet_parts
@@ -146,14 +149,15 @@ class Dataset(BaseModel):
         if array is not None:
             from aiqc.data.arrays import iter_array_parts
 
-            for _, _, blob in iter_array_parts(array):
-                digest.update(memoryview(blob))
+            for _, _, view in iter_array_parts(array):
+                digest.update(view)
         sha256 = digest.hexdigest()
         return next((d for d in candidates if d.sha256 == sha256), None)
 
     @classmethod
     def _write_table(cls, plan: Any) -> tuple["Dataset", Any, int]:
         """The dataset row and its table's parquet parts; returns (dataset, the running sha256, bytes stored)."""
+        from aiqc.data.arrays import stored_dtype
         from aiqc.data.frames import iter_parquet_parts
 
         df = plan.df
@@ -163,7 +167,7 @@ class Dataset(BaseModel):
             row_count=len(df), column_count=df.shape[1], columns=list(df.columns),
             dtypes=plan.dtypes, sha256="", stored_bytes=0,
             **({} if array is None else dict(modality=plan.modality, sample_shape=plan.sample_shape,
-                                             sample_dtype=str(array.dtype), channels=list(plan.channels),
+                                             sample_dtype=str(stored_dtype(array)), channels=list(plan.channels),
                                              settings=plan.settings or None)),
         )
         digest, total = hashlib.sha256(), 0
@@ -239,7 +243,8 @@ class DatasetPart(BaseModel):
 
 
 class DatasetArray(BaseModel):
-    """A consecutive range of the samples of an image or sequence dataset, as one .npy file."""
+    """A consecutive range of the samples of an image or sequence dataset: their raw bytes, C order,
+    in the dataset's ``sample_dtype`` (``numpy.frombuffer(blob, sample_dtype).reshape(-1, *sample_shape)``)."""
 
     dataset = pw.ForeignKeyField(Dataset, backref="array_parts", on_delete="CASCADE")
     part_index = pw.IntegerField()
@@ -268,13 +273,13 @@ def _notice_reuse(existing: Dataset, plan: Any) -> None:
 
 @caches.register
 @lru_cache(maxsize=2)
-def _read_array(dataset_id: int, sha256: str, database: str) -> "np.ndarray":
+def _read_array(dataset_id: int, sha256: str, database: str, dtype: str, sample_shape: tuple) -> "np.ndarray":
     """The samples of an array dataset, read once per process (keyed on its content, as :func:`_read_frame`)."""
     from aiqc.data.arrays import parts_to_array
 
     query = (DatasetArray.select(DatasetArray.blob)
              .where(DatasetArray.dataset == dataset_id).order_by(DatasetArray.part_index))
-    array = parts_to_array([bytes(row.blob) for row in query])
+    array = parts_to_array([row.blob for row in query], dtype, sample_shape)
     array.flags.writeable = False  # shared by every caller: a change would leak into the next read
     return array
 
