@@ -7,7 +7,8 @@
     aiqc compare QUEUE QUEUE ... [--metric M] [--split S] | report QUEUE [QUEUE ...] PATH
     aiqc worker --queue ID | db path | db upgrade | db vacuum
     aiqc export JOB PATH                 # JOB: an id or an alias; prints the file written
-    aiqc predict PATH INPUT.csv > out.csv   # an exported predictor; needs no database
+    aiqc predict PATH INPUT > out.csv    # an exported predictor; needs no database. INPUT: a CSV of rows
+                                         # (- reads stdin); images: a file or a folder; sequences: a long CSV/parquet
     aiqc rm queue|splitset|dataset ID [--yes] [--force]   # shows what goes, then asks: Delete? [y/N]
 
 Exit status 0 on success; on bad input a one-line error and status 2 (``--debug`` shows
@@ -75,9 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a COMPLETE job as one file that predicts without the database")
     export.add_argument("job", metavar="JOB", help="a job id, or an alias pointing at a job")
     export.add_argument("path", metavar="PATH", help="the file to write, e.g. churn.aiqc")
-    predict = commands.add_parser("predict", help="predict the rows of a CSV with an exported job; CSV to stdout")
+    predict = commands.add_parser("predict", help="predict the rows of a CSV (or images, or sequences) with an "
+                                  "exported job; CSV to stdout")
     predict.add_argument("path", metavar="PATH", help="a file written by `aiqc export` (or its unzipped folder)")
-    predict.add_argument("input", metavar="INPUT.csv", help="raw rows with the feature columns; - reads stdin")
+    predict.add_argument("input", metavar="INPUT", help="a table's predictor: a CSV of raw rows with the feature "
+                         "columns (- reads stdin); an image predictor: an image file or a folder of them; a "
+                         "sequence predictor: a long .csv/.tsv/.parquet (- reads a CSV from stdin)")
     worker = commands.add_parser("worker", help="join a queue as a worker")
     worker.add_argument("--queue", type=int, required=True)
     worker.add_argument("--threads", type=int)
@@ -362,22 +366,76 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """``aiqc predict PATH INPUT.csv``: predict the CSV's rows with an exported job and write the
-    predictions as CSV to stdout (no database is opened)."""
-    import pandas as pd
-
-    from aiqc.exceptions import ValidationError
+    """``aiqc predict PATH INPUT``: predict with an exported job and write the predictions as CSV
+    to stdout (no database is opened). What INPUT is depends on the predictor (see
+    :data:`PREDICT_INPUTS`); image predictions start with a ``file`` column (the file given,
+    or each file's name within the folder), sequence predictions with the sequence ids."""
     from aiqc.export import load_predictor
 
     predictor = load_predictor(args.path)
-    source = sys.stdin if args.input == "-" else args.input
-    try:
-        rows = pd.read_csv(source)
-    except (OSError, ValueError) as error:  # missing file, empty or malformed CSV
-        raise ValidationError(f"INPUT.csv: expected a readable CSV file with a header row; received {args.input!r}: "
-                         f"{error}") from error
-    _out(predictor.predict(rows).to_csv(index=False))
+    samples, leading = PREDICT_INPUTS[predictor.modality](args.input, predictor)
+    predictions = predictor.predict(samples)
+    if leading is not None:
+        predictions.insert(0, leading.name, leading.to_numpy())
+    _out(predictions.to_csv(index=False))
     return 0
+
+
+def _rows_to_predict(source: str, predictor: Any) -> tuple[Any, None]:
+    """A table's INPUT: the raw rows of a CSV file (``-``: stdin)."""
+    import pandas as pd
+
+    from aiqc.exceptions import ValidationError
+
+    try:
+        return pd.read_csv(sys.stdin if source == "-" else source), None
+    except (OSError, ValueError) as error:  # missing file, empty or malformed CSV
+        raise ValidationError(f"INPUT.csv: expected a readable CSV file with a header row; received {source!r}: "
+                              f"{error}") from error
+
+
+def _images_to_predict(source: str, predictor: Any) -> tuple[Any, Any]:
+    """An image predictor's INPUT: one image file, or a folder of them (every PNG/JPEG under it,
+    by sorted name); with the ``file`` column that names each."""
+    import pandas as pd
+
+    from aiqc.data.images import list_image_files
+    from aiqc.exceptions import ValidationError
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        names = list_image_files(path, "INPUT")
+        return [str(path / name) for name in names], pd.Series(names, name="file")
+    if not path.is_file():
+        raise ValidationError(f"INPUT: expected an image file or a folder of images; received {source!r}, which does "
+                              "not exist.")
+    return [str(path)], pd.Series([source], name="file")
+
+
+def _sequences_to_predict(source: str, predictor: Any) -> tuple[Any, Any]:
+    """A sequence predictor's INPUT: a long .csv/.tsv/.parquet file (``-``: a CSV on stdin) with the
+    columns the sequences were made from; with the sequence ids, in the order they first appear
+    (the order the sequences are read in)."""
+    import pandas as pd
+
+    from aiqc.data.frames import read_path
+    from aiqc.exceptions import ValidationError
+
+    if source == "-":
+        try:
+            frame = pd.read_csv(sys.stdin)
+        except (OSError, ValueError) as error:
+            raise ValidationError(f"INPUT: expected a readable CSV on stdin with a header row: {error}") from error
+    else:
+        frame = read_path(source, parameter="INPUT")
+    column = predictor.input.settings.get("sequence_column")
+    leading = pd.Series(pd.unique(frame[column]), name=column) if column in frame.columns else None
+    return frame, leading
+
+
+#: an exported predictor's modality -> how ``aiqc predict`` reads INPUT: (what the predictor takes,
+#: a column to put first in the output, or None)
+PREDICT_INPUTS = {"tabular": _rows_to_predict, "image": _images_to_predict, "sequence": _sequences_to_predict}
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -31,6 +31,13 @@ DATUMS = {
 #: writes it into a folder and returns its path); the function takes (folder: Path) and must be
 #: deterministic. ``get_path(name)`` is that path (a folder of images, a file of sequences).
 GENERATED: dict[str, tuple[str, int, str, AnalysisType, str, str]] = {}
+GENERATED["digits"] = ("image", 1797, "label", AnalysisType.CLASSIFICATION_MULTI,
+                       "scikit-learn's handwritten digits 0-9: 8x8 grayscale PNG files in a folder per label.",
+                       "aiqc.data.images:write_digits")
+GENERATED["signals.parquet"] = ("sequence", 300, "label", AnalysisType.CLASSIFICATION_MULTI,
+                                "Noisy sine, square and sawtooth waves: 300 sequences x 40 timesteps x 3 features "
+                                "(x, y, z), a long table (sequence_id, t).",
+                                "aiqc.data.sequences:write_signals")
 
 
 def generated_folder() -> Path:
@@ -92,10 +99,16 @@ def get_path(name: str) -> str:
 
 
 def to_pandas(name: str) -> "pd.DataFrame":
-    """A bundled file as a DataFrame."""
+    """A bundled file as a DataFrame; a folder of images as its table of (file, label), one
+    row per image (``Pipeline.Image.make(datum.get_path(name))`` reads the pixels)."""
     from aiqc.data.frames import read_path
 
-    return read_path(get_path(name), parameter="name")
+    path = get_path(name)
+    if name in GENERATED and GENERATED[name][0] == "image" and Path(path).is_dir():
+        from aiqc.data.images import folder_table
+
+        return folder_table(path, label_column=GENERATED[name][2])
+    return read_path(path, parameter="name")
 
 
 def list_datums() -> "pd.DataFrame":

@@ -7,7 +7,9 @@ The file is a zip (any name; its unzipped folder loads too) holding:
 - ``manifest.json``: the format and its version; the job (id, queue, experiment, repeat,
   fold, seed, hyperparameters, aliases); library and analysis type; the label column and
   its classes; the feature columns, their dtypes, the excluded columns and each encoder's
-  columns; the model's input shapes; the versions of Python and the libraries when it was
+  columns (an image or sequence job: its modality, the shape and dtype of one sample, the
+  channel names and the settings its arrays were made with: resize, color mode, padding);
+  the model's input shapes, in the library's layout; the versions of Python and the libraries when it was
   exported (and when the job was recorded); the job's metrics; the sha256 of every other file;
 - the model in its library's own format, which loads without the user's code: Keras, the
   ``.keras`` file read by ``keras.models.load_model(safe_mode=True)``; PyTorch, a
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiqc.backends import get_backend, parse_library
 from aiqc.exceptions import AIQCError, IntegrityError, ValidationError, VersionWarning
-from aiqc.predictor import FeatureEncoder, Predictor
+from aiqc.predictor import INPUTS, Predictor, input_kind
 from aiqc.states import JobState
 
 if TYPE_CHECKING:
@@ -50,8 +52,9 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "export", "load_predictor"]
 logger = logging.getLogger(__name__)
 
 FORMAT = "aiqc-predictor"
-#: the layout this aiqc writes; it reads this one and older ones
-FORMAT_VERSION = 1
+#: the layout this aiqc writes; it reads this one and older ones. An image or sequence
+#: predictor says so in its manifest's ``features.modality`` (absent: a table).
+FORMAT_VERSION = 2  # a predictor is written as its input kind's version: a table's is still 1
 MANIFEST = "manifest.json"
 ENCODERS = "encoders.pkl"
 FN_PREDICT = "fn_predict.pkl"
@@ -59,9 +62,10 @@ FN_PREDICT = "fn_predict.pkl"
 CHECK_ROWS = 8
 #: what a predictor's output depends on besides the deep-learning library
 BASE_DISTRIBUTIONS = ("python", "aiqc", "numpy", "pandas", "scikit-learn")
-#: what a manifest must hold
+#: what a manifest must hold (its ``features`` as well: what the input they describe needs,
+#: :attr:`aiqc.predictor.TableInput.manifest_keys` or :attr:`aiqc.predictor.ArrayInput.manifest_keys`)
 MANIFEST_KEYS = ("library", "analysis_type", "label", "features", "model", "files", "versions")
-NESTED_KEYS = {"label": ("column",), "features": ("columns", "dtypes"), "model": ("file",)}
+NESTED_KEYS = {"label": ("column",), "model": ("file",)}
 
 
 # --- export ----------------------------------------------------------------------------------------
@@ -142,7 +146,7 @@ def _manifest(job: Any, predictor: Predictor, files: dict[str, bytes],
     label_encoder = predictor.label_encoder
     return _plain({
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": predictor.input.format_version,  # an older aiqc refuses what it cannot read
         "aiqc_version": installed("aiqc"),
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "job": {"id": job.id, "queue_id": job.queue_id, "experiment_id": experiment.id, "repeat": job.repeat_index,
@@ -152,10 +156,7 @@ def _manifest(job: Any, predictor: Predictor, files: dict[str, bytes],
         "analysis_type": predictor.analysis_type.value,
         "label": {"column": predictor.label_column, "classes": predictor.class_names,
                   "encoder": None if label_encoder is None else _class_path(label_encoder)},
-        "features": {"columns": predictor.feature_columns, "dtypes": predictor.dtypes, "excluded": predictor.excluded,
-                     "encoders": [{"columns": e.columns, "output_columns": e.output_columns,
-                                   "class_path": e.class_path} for e in predictor.encoders],
-                     "passthrough": predictor.passthrough_columns},
+        "features": predictor.input.to_manifest(),
         "input_shapes": {"features": list(shapes[0]), "label": list(shapes[1])},
         "model": {"file": predictor.backend.export_file, "format": predictor.backend.export_format},
         "fn_predict": FN_PREDICT if FN_PREDICT in files else None,
@@ -204,12 +205,15 @@ def _write(target: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> P
 
 def _verify(job: Any, written: Path, target: Path) -> None:
     """Load ``written`` back as a user would and check that its predictions on the first
-    :data:`CHECK_ROWS` training rows of the job's scope equal ``job.predict``'s."""
+    :data:`CHECK_ROWS` training rows (or images, or sequences) of the job's scope equal
+    ``job.predict``'s."""
     import pandas as pd
+
+    from aiqc.inference import predictor_for
 
     splitset = job.queue.experiment.splitset
     rows = splitset.indices("train", job.fold_index)[:CHECK_ROWS]
-    sample = splitset.feature.dataset.to_pandas(splitset.feature.columns, rows)
+    sample = predictor_for(job).input.training_samples(splitset.feature.dataset, rows)
     expected = job.predict(sample)
     try:
         loaded = load_predictor(written)
@@ -338,7 +342,14 @@ def _read_manifest(files: _Files) -> dict[str, Any]:
             f"{manifest.get('aiqc_version', '?')}. Upgrade aiqc to load it."
         )
     missing = [k for k in MANIFEST_KEYS if k not in manifest]
-    missing += [f"{k}.{n}" for k, names in NESTED_KEYS.items() if k in manifest
+    kind = input_kind(manifest.get("features"))
+    if kind is None:
+        raise ValidationError(
+            f"path: expected an exported predictor of a kind this aiqc reads ({', '.join(INPUTS)}); received "
+            f"{shown}, whose features are of modality {manifest['features'].get('modality')!r}, written by aiqc "
+            f"{manifest.get('aiqc_version', '?')}. Upgrade aiqc to load it.")
+    nested = {**NESTED_KEYS, "features": kind.manifest_keys}
+    missing += [f"{k}.{n}" for k, names in nested.items() if k in manifest
                 for n in names if not isinstance(manifest[k], dict) or n not in manifest[k]]
     if missing:
         raise IntegrityError(f"{shown}: its {MANIFEST} lacks {missing!r}: the file is damaged or was altered.")
@@ -386,13 +397,11 @@ def _predictor(manifest: dict[str, Any], blobs: dict[str, bytes], shown: str) ->
     if not isinstance(fitted, dict) or len(fitted.get("features") or []) != len(described):
         raise IntegrityError(f"{shown}: its {ENCODERS} does not hold the {len(described)} feature encoders its "
                              f"{MANIFEST} describes: the file is damaged or was altered.")
-    encoders = [FeatureEncoder(list(d["columns"]), f, list(d["output_columns"]), d.get("class_path", ""))
-                for d, f in zip(described, fitted["features"])]
+    reads = input_kind(features).from_manifest(features, label["column"], fitted["features"])
     fn_predict = pickle.loads(blobs[FN_PREDICT]) if manifest.get("fn_predict") else None  # noqa: S301 - as above
     model = backend.load_exported(blobs[manifest["model"]["file"]])
     return Predictor(
-        library=library, analysis_type=manifest["analysis_type"], feature_columns=features["columns"],
-        dtypes=features["dtypes"], label_column=label["column"], excluded=features.get("excluded"),
-        encoders=encoders, label_encoder=fitted.get("label"), class_names=label.get("classes") or [],
-        model=model, fn_predict=fn_predict, job_id=(manifest.get("job") or {}).get("id"), manifest=manifest,
+        library=library, analysis_type=manifest["analysis_type"], input=reads, label_column=label["column"],
+        label_encoder=fitted.get("label"), class_names=label.get("classes") or [], model=model,
+        fn_predict=fn_predict, job_id=(manifest.get("job") or {}).get("id"), manifest=manifest,
     )

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiqc import caches
 from aiqc.exceptions import ValidationError
-from aiqc.predictor import FeatureEncoder, Predictor, check_categories, check_finite, check_rows, to_frame
+from aiqc.predictor import (ArrayInput, FeatureEncoder, Predictor, TableInput, check_categories, check_finite,
+                            check_rows, to_frame)
 from aiqc.states import JobState
 
 if TYPE_CHECKING:
@@ -25,21 +26,32 @@ __all__ = ["build_predictor", "check_categories", "check_finite", "check_rows", 
 
 def build_predictor(job: Any) -> Predictor:
     """A :class:`Predictor` of ``job`` read from the database: its fold's fitted encoders (unpickled,
-    after their sha256 is verified), its model, and the experiment's ``fn_predict`` if it has one."""
+    after their sha256 is verified), its model, and the experiment's ``fn_predict`` if it has one.
+    What it takes (raw rows, or images / sequences) is the splitset's dataset's: see :func:`_input`."""
     experiment = job.queue.experiment
     splitset = experiment.splitset
-    feature, label = splitset.feature, splitset.label
     fold = job.fold_index
-    encoders = [FeatureEncoder(list(e.columns), e.fitted, list(e.output_columns), e.class_path)
-                for e in splitset.encoders_for(fold, side="feature")]
-    dtypes = feature.dataset.dtypes
     return Predictor(
-        library=experiment.library, analysis_type=experiment.analysis_type, feature_columns=feature.columns,
-        dtypes={c: dtypes[c] for c in feature.columns}, label_column=label.column,
-        excluded=feature.columns_excluded, encoders=encoders, label_encoder=splitset.label_encoder(fold),
+        library=experiment.library, analysis_type=experiment.analysis_type, input=_input(splitset, fold),
+        label_column=splitset.label.column, label_encoder=splitset.label_encoder(fold),
         class_names=splitset.class_names(), model=job.get_model(),
         fn_predict=experiment.load_functions().get("fn_predict"), job_id=job.id,
     )
+
+
+def _input(splitset: Any, fold: int | None) -> TableInput | ArrayInput:
+    """What a predictor of ``splitset`` takes, with the fitted feature encoders of ``fold``'s scope:
+    a table's feature columns and dtypes, or an image / sequence dataset's sample shape, dtype,
+    channels and the settings its arrays were made with."""
+    feature, dataset = splitset.feature, splitset.feature.dataset
+    encoders = [FeatureEncoder(list(e.columns), e.fitted, list(e.output_columns), e.class_path)
+                for e in splitset.encoders_for(fold, side="feature")]
+    if dataset.is_array:
+        return ArrayInput(dataset.modality, dataset.sample_shape, dataset.sample_dtype, dataset.channels,
+                          dataset.settings, encoders)
+    dtypes = dataset.dtypes
+    return TableInput(feature.columns, {c: dtypes[c] for c in feature.columns}, splitset.label.column,
+                      feature.columns_excluded, encoders)
 
 
 @caches.register
@@ -64,6 +76,10 @@ def predict(job: Any, df: Any) -> "pd.DataFrame":
     ``prediction`` column in the label's original values, plus ``probability_<class>``
     columns for classification; indexed like ``df`` (0..n-1 for dicts). Categories the
     encoders never saw warn (or fail, where the encoder refuses them); rows that encode to
-    NaN/inf fail, naming the rows and columns."""
+    NaN/inf fail, naming the rows and columns.
+
+    A job of an image or sequence splitset takes samples instead: a numpy array (N, *shape),
+    one sample, image files or a folder, or a long DataFrame of sequences (see
+    :meth:`aiqc.predictor.Predictor.predict`); the result is indexed 0..n-1."""
     # warnings go to the caller of job.predict: check_categories, _predict, here, Job.predict, caller
     return predictor_for(job)._predict(df, stacklevel=5)

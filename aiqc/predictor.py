@@ -2,6 +2,12 @@
 job needs to turn new rows into predictions (the feature schema, the fitted encoders, the
 model, the label's classes) and applies them.
 
+What it takes depends on the dataset, and only its input knows: a :class:`TableInput` checks
+raw rows against the stored columns and dtypes; an :class:`ArrayInput` checks images or
+sequences against the stored sample shape and dtype (reading files or long frames through the
+modality's reader, :func:`aiqc.data.arrays.samples_for_prediction`). Both encode with the
+fitted feature encoders and hand numpy features to the same model call and label decoding.
+
 ``job.predict`` builds one from the database (:func:`aiqc.inference.predictor_for`) and
 ``aiqc.load_predictor`` from an exported file (:mod:`aiqc.export`); both call the same
 :meth:`Predictor.predict`, so an exported predictor gives what ``job.predict`` gives. This
@@ -22,7 +28,8 @@ if TYPE_CHECKING:
 
     from aiqc.backends import Backend
 
-__all__ = ["FeatureEncoder", "Predictor", "check_categories", "check_finite", "check_rows", "to_frame"]
+__all__ = ["ArrayInput", "FeatureEncoder", "INPUTS", "Predictor", "TableInput", "check_categories", "check_finite",
+           "check_rows", "input_kind", "to_frame"]
 
 
 # --- checking raw rows ---------------------------------------------------------------------------
@@ -188,11 +195,12 @@ def check_finite(encoded: "pd.DataFrame", frame: "pd.DataFrame", index: list) ->
     )
 
 
-# --- the predictor -------------------------------------------------------------------------------
+# --- what a predictor takes: one input per kind of dataset -------------------------------------
 @dataclass(frozen=True)
 class FeatureEncoder:
     """One fitted feature encoder as a predictor applies it: the raw ``columns`` it takes, the
-    fitted scikit-learn transformer, the names of its ``output_columns``, its class."""
+    fitted scikit-learn transformer, the names of its ``output_columns``, its class. An image or
+    sequence encoder takes every channel (its columns and output columns are the channel names)."""
 
     columns: list[str]
     fitted: Any
@@ -200,16 +208,197 @@ class FeatureEncoder:
     class_path: str
 
 
+def _describe_encoders(encoders: Sequence[FeatureEncoder]) -> list[dict[str, Any]]:
+    """The encoders as an exported manifest lists them (the fitted ones travel in a pickle)."""
+    return [{"columns": e.columns, "output_columns": e.output_columns, "class_path": e.class_path} for e in encoders]
+
+
+def _encoders_from(described: Sequence[dict[str, Any]], fitted: Sequence[Any]) -> list[FeatureEncoder]:
+    """The encoders back from a manifest's descriptions and their unpickled fitted transformers."""
+    return [FeatureEncoder(list(d["columns"]), f, list(d["output_columns"]), d.get("class_path", ""))
+            for d, f in zip(described, fitted)]
+
+
+class TableInput:
+    """Raw rows of a table, as a predictor takes them: the feature columns and their dtypes the
+    model was trained on, the label and excluded columns (present or not, ignored), and the fitted
+    feature encoders that turn the rows into the model's numbers."""
+
+    #: the exported format version that first held this kind of input (older aiqc cannot read it)
+    format_version = 1
+
+    modality = "tabular"
+    #: the keys an exported manifest's ``features`` must hold for this kind of input
+    manifest_keys = ("columns", "dtypes")
+
+    def __init__(self, feature_columns: Sequence[str], dtypes: dict[str, str], label_column: str,
+                 excluded: Sequence[str] | None, encoders: Sequence[FeatureEncoder]) -> None:
+        self.feature_columns = list(feature_columns)
+        self.dtypes = {c: str(dtypes[c]) for c in self.feature_columns}
+        self.label_column = label_column
+        self.excluded = list(excluded or [])
+        self.encoders = list(encoders)
+
+    @property
+    def passthrough_columns(self) -> list[str]:
+        """Feature columns no encoder claims: they reach the model as numbers (bools as 0/1)."""
+        claimed = {c for e in self.encoders for c in e.columns}
+        return [c for c in self.feature_columns if c not in claimed]
+
+    def describe(self) -> str:
+        """What the model takes, for a predictor's repr."""
+        return f"{len(self.feature_columns)} feature columns"
+
+    def features(self, df: Any, stacklevel: int) -> tuple[Any, Any]:
+        """(the model's features as numpy, the index of the returned predictions) for raw rows;
+        warnings are attributed ``stacklevel`` frames up from :func:`check_categories`."""
+        from aiqc.data.encode import encode_features
+
+        df = to_frame(df)
+        index = list(df.index)
+        frame = check_rows(df, self.feature_columns, self.dtypes, self.label_column, self.excluded)
+        check_categories(self.encoders, frame, index, stacklevel=stacklevel)
+        try:
+            encoded = encode_features(frame, self.encoders, self.feature_columns)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValidationError(
+                f"df: expected values the stored encoders were fit on; encoding failed: {error}"
+            ) from error
+        check_finite(encoded, frame, index)
+        return encoded.to_numpy(), df.index
+
+    def training_samples(self, dataset: Any, rows: Any) -> "pd.DataFrame":
+        """Raw rows of the training ``dataset`` at positions ``rows``, as :meth:`features` takes them."""
+        return dataset.to_pandas(self.feature_columns, rows)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The ``features`` section of an exported manifest."""
+        return {"columns": self.feature_columns, "dtypes": self.dtypes, "excluded": self.excluded,
+                "encoders": _describe_encoders(self.encoders), "passthrough": self.passthrough_columns}
+
+    @classmethod
+    def from_manifest(cls, features: dict[str, Any], label_column: str, fitted: Sequence[Any]) -> "TableInput":
+        """The input back from an exported manifest's ``features`` and the unpickled encoders."""
+        return cls(features["columns"], features["dtypes"], label_column, features.get("excluded"),
+                   _encoders_from(features.get("encoders") or [], fitted))
+
+
+class ArrayInput:
+    """Images or sequences, as a predictor takes them: numpy arrays of the stored sample shape
+    (one sample, or N of them; a grayscale image may come without its channel axis), or what
+    the modality's reader takes (image files or a folder; a long DataFrame of sequences), read
+    with the dataset's recorded ``settings`` (resize, color mode, padding). Samples are cast to
+    the stored ``dtype`` (refused when that would change a value), then encoded channel by
+    channel by the fitted feature encoders."""
+
+    #: the exported format version that first held images and sequences
+    format_version = 2
+
+    #: the keys an exported manifest's ``features`` must hold for this kind of input
+    manifest_keys = ("modality", "sample_shape", "dtype", "channels")
+
+    def __init__(self, modality: str, sample_shape: Sequence[int], dtype: str, channels: Sequence[str],
+                 settings: dict[str, Any] | None, encoders: Sequence[FeatureEncoder]) -> None:
+        self.modality = str(modality)
+        self.sample_shape = tuple(int(d) for d in sample_shape)
+        self.dtype = str(dtype)
+        self.channels = [str(c) for c in channels]
+        self.settings = dict(settings or {})
+        self.encoders = list(encoders)
+
+    def describe(self) -> str:
+        """What the model takes, for a predictor's repr."""
+        return f"{self.modality}s of shape {self.sample_shape}"
+
+    def features(self, samples: Any, stacklevel: int) -> tuple[Any, Any]:
+        """(the encoded samples, float32 in the stored layout, the index 0..n-1 of the returned
+        predictions) for new samples; ``stacklevel`` is unused (no warnings here)."""
+        import numpy as np
+        import pandas as pd
+
+        from aiqc.data.arrays import encode_samples, samples_for_prediction
+
+        array = samples_for_prediction(samples, self.modality, self.sample_shape, self.settings, "samples")
+        array = _cast_samples(array, self.dtype, "samples")
+        try:
+            encoded = encode_samples(array, [e.fitted for e in self.encoders], self.channels)
+        except (ValueError, TypeError) as error:
+            raise ValidationError(f"samples: expected values the stored encoders were fit on; encoding failed: "
+                                  f"{error}") from error
+        bad = np.flatnonzero(~np.isfinite(encoded.reshape(len(encoded), -1)).all(axis=1))
+        if len(bad):
+            raise ValidationError(f"samples: expected {self.modality}s that encode to finite numbers; samples "
+                                  f"{bad[:10].tolist()!r} gave NaN or inf through the stored encoders.")
+        return encoded, pd.RangeIndex(len(encoded))
+
+    def training_samples(self, dataset: Any, rows: Any) -> Any:
+        """The stored samples of the training ``dataset`` at positions ``rows``, as :meth:`features` takes them."""
+        return dataset.to_array(rows)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The ``features`` section of an exported manifest."""
+        return {"modality": self.modality, "sample_shape": list(self.sample_shape), "dtype": self.dtype,
+                "channels": self.channels, "settings": self.settings, "encoders": _describe_encoders(self.encoders)}
+
+    @classmethod
+    def from_manifest(cls, features: dict[str, Any], label_column: str, fitted: Sequence[Any]) -> "ArrayInput":
+        """The input back from an exported manifest's ``features`` and the unpickled encoders."""
+        return cls(features["modality"], features["sample_shape"], features["dtype"], features["channels"],
+                   features.get("settings"), _encoders_from(features.get("encoders") or [], fitted))
+
+
+#: a manifest's ``features.modality`` (absent: a table) -> the kind of input it describes
+INPUTS: dict[str, type[TableInput] | type[ArrayInput]] = {
+    TableInput.modality: TableInput, "image": ArrayInput, "sequence": ArrayInput}
+
+
+def input_kind(features: Any) -> type[TableInput] | type[ArrayInput] | None:
+    """The input class an exported manifest's ``features`` section describes (None: a modality
+    this aiqc does not know)."""
+    modality = features.get("modality", TableInput.modality) if isinstance(features, dict) else TableInput.modality
+    return INPUTS.get(modality) if isinstance(modality, str) else None
+
+
+def _cast_samples(array: Any, dtype: str, parameter: str) -> Any:
+    """``array`` in the stored ``dtype``, as training saw it: integers of the stored range as they
+    are, whole numbers given as floats; fractions or values out of range for an integer dtype are
+    an error (training images of uint8 0..255 given as floats in [0, 1] would predict nonsense)."""
+    import numpy as np
+
+    stored = np.dtype(dtype)
+    if array.dtype == stored:
+        return array
+    if stored.kind in "iu":
+        info = np.iinfo(stored)
+        if array.dtype.kind == "f":
+            fractional = np.flatnonzero((array != np.round(array)).reshape(len(array), -1).any(axis=1))
+            if len(fractional):
+                raise ValidationError(
+                    f"{parameter}: expected whole numbers of dtype {stored} (between {info.min} and {info.max}) as in "
+                    f"the training data; received dtype {array.dtype} with fractions in sample(s) "
+                    f"{fractional[:10].tolist()!r}. Scale them back to the training range first.")
+        outside = np.flatnonzero(((array < info.min) | (array > info.max)).reshape(len(array), -1).any(axis=1))
+        if len(outside):
+            raise ValidationError(
+                f"{parameter}: expected values of dtype {stored} (between {info.min} and {info.max}) as in the "
+                f"training data; received dtype {array.dtype} with values out of that range in sample(s) "
+                f"{outside[:10].tolist()!r}.")
+    return array.astype(stored)
+
+
+# --- the predictor -------------------------------------------------------------------------------
 class Predictor:
-    """A trained job's way from raw rows to predictions, with no database behind it.
+    """A trained job's way from raw rows (or images, or sequences) to predictions, with no
+    database behind it.
 
     Built by ``job.predict`` from the database, or by ``aiqc.load_predictor(path)`` from an
     exported file (then :attr:`manifest` describes the job it came from: its id, metrics,
-    hyperparameters and the versions it was made under). Call :meth:`predict`.
+    hyperparameters and the versions it was made under). Its :attr:`input` (a
+    :class:`TableInput` or an :class:`ArrayInput`) checks and encodes what it is given; the
+    rest is the same for every kind of dataset. Call :meth:`predict`.
     """
 
-    def __init__(self, *, library: Any, analysis_type: Any, feature_columns: Sequence[str], dtypes: dict[str, str],
-                 label_column: str, excluded: Sequence[str] | None, encoders: Sequence[FeatureEncoder],
+    def __init__(self, *, library: Any, analysis_type: Any, input: TableInput | ArrayInput, label_column: str,
                  label_encoder: Any, class_names: Sequence[Any], model: Any,
                  fn_predict: Callable[..., Any] | None = None, job_id: int | None = None,
                  manifest: dict[str, Any] | None = None) -> None:
@@ -218,11 +407,8 @@ class Predictor:
 
         self.library = parse_library(library)
         self.analysis_type: AnalysisType = AnalysisType.parse(analysis_type)
-        self.feature_columns = list(feature_columns)
-        self.dtypes = {c: str(dtypes[c]) for c in self.feature_columns}
+        self.input = input
         self.label_column = label_column
-        self.excluded = list(excluded or [])
-        self.encoders = list(encoders)
         self.label_encoder = label_encoder
         self.class_names = list(class_names)
         self.model = model
@@ -239,10 +425,14 @@ class Predictor:
         return get_backend(self.library)
 
     @property
-    def passthrough_columns(self) -> list[str]:
-        """Feature columns no encoder claims: they reach the model as numbers (bools as 0/1)."""
-        claimed = {c for e in self.encoders for c in e.columns}
-        return [c for c in self.feature_columns if c not in claimed]
+    def modality(self) -> str:
+        """What it predicts on: ``'tabular'``, ``'image'`` or ``'sequence'``."""
+        return self.input.modality
+
+    @property
+    def encoders(self) -> list[FeatureEncoder]:
+        """The fitted feature encoders, in the order they are applied."""
+        return list(self.input.encoders)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -269,38 +459,32 @@ class Predictor:
     def __repr__(self) -> str:
         job = f"job {self.job_id}" if self.job_id is not None else "job ?"
         what = f"{len(self.class_names)} classes" if self.classes else "values"
-        return (f"<Predictor {job}: {self.library} {self.analysis_type}, {len(self.feature_columns)} feature columns "
+        return (f"<Predictor {job}: {self.library} {self.analysis_type}, {self.input.describe()} "
                 f"-> {self.label_column!r} ({what})>")
 
     # --- predicting ------------------------------------------------------------------------------
-    def predict(self, df: "pd.DataFrame | dict | list[dict]") -> "pd.DataFrame":
-        """Predictions for raw rows (a DataFrame, a dict for one row, or a list of dicts): a
-        ``prediction`` column in the label's original values, plus ``probability_<class>``
-        columns for classification; indexed like ``df`` (0..n-1 for dicts). The label and the
+    def predict(self, df: Any) -> "pd.DataFrame":
+        """Predictions: a ``prediction`` column in the label's original values, plus
+        ``probability_<class>`` columns for classification.
+
+        A table's predictor takes raw rows (a DataFrame, a dict for one row, or a list of
+        dicts) and returns them indexed like ``df`` (0..n-1 for dicts); the label and the
         excluded columns may be present, and are ignored. Categories the encoders never saw
         warn (or fail, where the encoder refuses them); rows that encode to NaN/inf fail,
-        naming the rows and columns."""
+        naming the rows and columns.
+
+        An image or sequence predictor takes a numpy array of samples (N, *shape) or one sample
+        (a grayscale image may be (H, W) or (N, H, W)), image files or a folder of them, or a
+        long DataFrame of sequences (read as the training data was: resize, color mode,
+        padding); the result is indexed 0..n-1, in the order of the samples. A wrong shape,
+        NaN, or values the stored dtype cannot hold are an error naming ``samples``."""
         return self._predict(df, stacklevel=4)  # warn at our caller: check_categories, _predict, predict, caller
 
     def _predict(self, df: Any, stacklevel: int) -> "pd.DataFrame":
         """:meth:`predict`, its warnings attributed ``stacklevel`` frames up from :func:`check_categories`."""
         import pandas as pd
 
-        from aiqc.data.encode import encode_features
-
-        df = to_frame(df)
-        index = list(df.index)
-        frame = check_rows(df, self.feature_columns, self.dtypes, self.label_column, self.excluded)
-        check_categories(self.encoders, frame, index, stacklevel=stacklevel)
-        try:
-            encoded = encode_features(frame, self.encoders, self.feature_columns)
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValidationError(
-                f"df: expected values the stored encoders were fit on; encoding failed: {error}"
-            ) from error
-        check_finite(encoded, frame, index)
-        features = encoded.to_numpy()
-
+        features, index = self.input.features(df, stacklevel + 1)
         backend, analysis = self.backend, self.analysis_type
         if self.fn_predict is None:
             result = backend.predict(self.model, features, analysis)
@@ -309,4 +493,4 @@ class Predictor:
             samples = backend.to_samples(features, None, analysis)
             predictions, probabilities = (backend.to_numpy(v) for v in self.fn_predict(self.model, samples))
         columns = analysis.spec.decode(predictions, probabilities, self.label_encoder, self.class_names)
-        return pd.DataFrame(columns, index=df.index)
+        return pd.DataFrame(columns, index=index)

@@ -8,6 +8,13 @@
                             {class: sklearn.preprocessing.StandardScaler}], columns: [...]}),
                   size_test, size_validation, fold_count, bin_count, random_state, name, description,
                   tags: [...]}
+                 images:    {modality: image, datum: digits | folder: images/ | path: images/,
+                             labels: labels.csv, file_column, resize: [h, w], color_mode: L | RGB | RGBA,
+                             label_column, label_encoder, feature_encoders: [{class: ..., params: {}}],
+                             size_test, ... (as for tables; encoders apply to every channel)}
+                 sequences: {modality: sequence, datum: signals.parquet | path: long.csv, sequence_column,
+                             order_column, feature_columns: [...], padding: pre | post,
+                             truncating: pre | post, length, pad_value, label_column, ...}
     experiment:  {library, analysis_type, fn_build: module:function, fn_train: module:function, name,
                   description, tags: [churn, baseline],
                   fn_lose, fn_optimize, fn_predict, repeat_count, hide_test,
@@ -37,6 +44,7 @@ import importlib
 import inspect
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -52,13 +60,50 @@ if TYPE_CHECKING:
 SECTIONS = {
     "data": {"datum", "path", "label_column", "feature_cols_excluded", "label_encoder", "feature_encoders",
              "size_test", "size_validation", "fold_count", "bin_count", "random_state", "name", "description",
-             "parse_dates", "tags"},
+             "parse_dates", "tags", "modality"},
     "experiment": {"library", "analysis_type", "fn_build", "fn_train", "fn_lose", "fn_optimize", "fn_predict",
                    "repeat_count", "hide_test", "hyperparameters", "search", "name", "description", "tags",
                    "metrics", "metric", "seed", "max_jobs"},
     "run": {"workers", "threads"},
 }
 TOP = {"data", "experiment", "run", "db", "output_dir", "allow_modules"}
+
+
+@dataclass(frozen=True)
+class DataKind:
+    """What a ``data:`` section of one modality holds and which ``Pipeline`` maker stores it."""
+
+    keys: frozenset[str]  # every key it may hold
+    sources: tuple[str, ...]  # exactly one of them names the data
+    shown: str  # those, as an error names them
+    maker: str  # the Pipeline attribute whose make(source, **rest) stores it
+    encoder_keys: tuple[str, ...]  # what a feature encoder entry holds beside class/params/steps
+
+
+_ARRAY_KEYS = {"datum", "path", "label_column", "label_encoder", "feature_encoders", "size_test", "size_validation",
+               "fold_count", "bin_count", "random_state", "name", "description", "tags", "modality"}
+#: ``data.modality`` (absent: tabular) -> what its section holds; the one place that knows them
+DATA_KINDS = {
+    "tabular": DataKind(frozenset(SECTIONS["data"]), ("datum", "path"), "'datum' (a bundled file) or 'path'",
+                        "Tabular", ("dtypes", "columns")),
+    "image": DataKind(frozenset(_ARRAY_KEYS | {"folder", "labels", "file_column", "resize", "color_mode"}),
+                      ("datum", "folder", "path"), "'datum' (a bundled set), 'folder' or 'path'", "Image", ()),
+    "sequence": DataKind(frozenset(_ARRAY_KEYS | {"sequence_column", "order_column", "feature_columns", "padding",
+                                                  "truncating", "length", "pad_value"}),
+                         ("datum", "path"), "'datum' (a bundled file) or 'path'", "Sequence", ()),
+}
+#: data keys naming files, read relative to the spec's folder
+DATA_PATHS = ("path", "folder", "labels")
+
+
+def data_kind(data: dict) -> DataKind:
+    """The :class:`DataKind` of a ``data:`` section, by its ``modality`` (absent: tabular)."""
+    modality = data.get("modality", "tabular")
+    if not isinstance(modality, str) or modality not in DATA_KINDS:
+        raise ValidationError.expected("data.modality", f"one of {list(DATA_KINDS)!r} (absent: tabular)", modality)
+    return DATA_KINDS[modality]
+
+
 FUNCTIONS = ("fn_build", "fn_train", "fn_lose", "fn_optimize", "fn_predict")
 #: module prefixes a ``class:`` may name without an opt-in (modules beside the spec always may)
 CLASS_MODULES = ("sklearn",)
@@ -181,13 +226,16 @@ def check_structure(spec: dict) -> None:
     for section in ("data", "experiment"):
         if not isinstance(spec.get(section), dict):
             raise ValidationError.expected(section, "a mapping", spec.get(section))
-    for section, keys in SECTIONS.items():
+    kind = data_kind(spec["data"])
+    for section, keys in {**SECTIONS, "data": kind.keys}.items():
         body = spec.get(section) or {}
         if not isinstance(body, dict):
             raise ValidationError.expected(section, "a mapping", body)
         for key in body:
             if key not in keys:
-                raise ValidationError(f"{section}.{key}: expected a key among {sorted(keys)!r}; received unknown {key!r}.")
+                raise ValidationError(f"{section}.{key}: expected a key among {sorted(keys)!r}"
+                                      f"{_modality_hint(kind, key) if section == 'data' else ''}; received unknown "
+                                      f"{key!r}.")
     required = {"data.label_column": "the name of one column", "experiment.library": "'keras' or 'pytorch'",
                 "experiment.analysis_type": "an analysis type", "experiment.fn_build": "'module:function'",
                 "experiment.fn_train": "'module:function'"}
@@ -195,11 +243,19 @@ def check_structure(spec: dict) -> None:
         section, name = key.split(".")
         if spec[section].get(name) is None:
             raise ValidationError(f"{key}: expected {expected}; received nothing (the key is missing or null).")
-    data = spec["data"]
-    if ("datum" in data) == ("path" in data):
-        raise ValidationError(f"data: expected exactly one of 'datum' (a bundled file) or 'path'; received "
-                              f"{'both' if 'datum' in data else 'neither'}.")
+    named = [k for k in kind.sources if k in spec["data"]]
+    if len(named) != 1:
+        received = "neither" if not named else "both" if len(kind.sources) == 2 else " and ".join(map(repr, named))
+        raise ValidationError(f"data: expected exactly one of {kind.shown}; received {received}.")
     allow_list(spec.get("allow_modules"))
+
+
+def _modality_hint(kind: DataKind, key: str) -> str:
+    """`` (modality 'sequence'; 'resize' is a key of modality 'image')``: which modality a data section
+    is, and which one an unknown key of it belongs to, if any."""
+    modality = next(m for m, k in DATA_KINDS.items() if k is kind)
+    owners = [m for m, k in DATA_KINDS.items() if key in k.keys]
+    return f" (modality {modality!r}" + (f"; {key!r} is a key of modality {owners[0]!r})" if owners else ")")
 
 
 # --- references to code: checked before anything is imported --------------------------------
@@ -349,11 +405,14 @@ def _transformer_class(path: Any, where: str, base: Path | None, allow_modules: 
     return cls
 
 
-def _encoder(entry: Any, key: str, base: Path | None = None, allow_modules: tuple[str, ...] = ()) -> dict:
+def _encoder(entry: Any, key: str, base: Path | None = None, allow_modules: tuple[str, ...] = (),
+             fields: tuple[str, ...] = ("dtypes", "columns")) -> dict:
     """``{class: module.Name, params: {...}}`` or ``{steps: [{class: ..., params: {...}}, ...]}``
     (a ``make_pipeline`` of the steps; a step may have steps too), with ``dtypes`` or ``columns``
     -> the ``dict(sklearn_preprocess=..., ...)`` that ``Pipeline.Tabular.make`` takes. Classes come
-    from ``sklearn.*``, modules beside the spec (``base``) or ``allow_modules``."""
+    from ``sklearn.*``, modules beside the spec (``base``) or ``allow_modules``. ``fields``: the
+    keys the entry may hold beside its class (none for an image's or a sequence's encoders,
+    which apply to every channel)."""
     shape = "{class: sklearn.preprocessing.Name, params: {...}} or {steps: [{class: ..., params: {...}}, ...]}"
 
     def build(step: Any, where: str, allowed: set[str]) -> Any:
@@ -380,9 +439,9 @@ def _encoder(entry: Any, key: str, base: Path | None = None, allow_modules: tupl
         except TypeError as error:
             raise ValidationError(f"{where}.params: {error}") from error
 
-    transformer = build(entry, key, {"dtypes", "columns"})
+    transformer = build(entry, key, set(fields))
     out = {"sklearn_preprocess": transformer}
-    for field in ("dtypes", "columns"):
+    for field in fields:
         if entry.get(field) is not None:
             out[field] = entry[field]
     return out
@@ -427,15 +486,20 @@ def prepare(spec: dict, base: Path | None = None, allow_modules: Any = None) -> 
     check_structure(spec)
     allow = allow_list(spec.get("allow_modules")) + allow_list(allow_modules)
     data, experiment = dict(spec["data"]), dict(spec["experiment"])
-    source = datum.get_path(data.pop("datum")) if "datum" in data else data.pop("path")
-    if "datum" not in spec["data"] and base is not None and not Path(source).is_absolute():
-        source = str((base / source).resolve()) if (base / source).exists() else source
+    kind = data_kind(data)
+    data.pop("modality", None)
+    for key in DATA_PATHS:  # relative to the spec's folder, where a file or folder is there
+        value = data.get(key)
+        if isinstance(value, str) and base is not None and not Path(value).is_absolute() and (base / value).exists():
+            data[key] = str((base / value).resolve())
+    named = next(k for k in kind.sources if k in data)
+    source = datum.get_path(data.pop(named)) if named == "datum" else data.pop(named)
     if data.get("label_encoder") is not None:
         data["label_encoder"] = _encoder(data["label_encoder"], "data.label_encoder", base, allow)
     if data.get("feature_encoders") is not None:
         if not isinstance(data["feature_encoders"], list):
             raise ValidationError.expected("data.feature_encoders", "a list of encoders", data["feature_encoders"])
-        data["feature_encoders"] = [_encoder(e, f"data.feature_encoders[{i}]", base, allow)
+        data["feature_encoders"] = [_encoder(e, f"data.feature_encoders[{i}]", base, allow, kind.encoder_keys)
                                     for i, e in enumerate(data["feature_encoders"])]
     functions = {k: resolve_function(experiment.pop(k, None), f"experiment.{k}", base, allow) for k in FUNCTIONS}
     if experiment.get("metrics") is not None:
@@ -445,7 +509,7 @@ def prepare(spec: dict, base: Path | None = None, allow_modules: Any = None) -> 
         if not isinstance(hyperparameters, dict):
             raise ValidationError.expected("experiment.hyperparameters", "a mapping of name: values", hyperparameters)
         hyperparameters = {k: _distribution(v, f"experiment.hyperparameters.{k}") for k, v in hyperparameters.items()}
-    return {"source": source, "data": data, "functions": functions, "experiment": experiment,
+    return {"source": source, "maker": kind.maker, "data": data, "functions": functions, "experiment": experiment,
             "hyperparameters": hyperparameters}
 
 
@@ -456,8 +520,9 @@ def store(prepared: dict) -> Queue:
     from aiqc.orm import Experiment
     from aiqc.pipeline import Pipeline
 
+    maker = getattr(Pipeline, prepared.get("maker", DATA_KINDS["tabular"].maker)).make
     with ensure_setup().atomic():
-        splitset = _prefixed("data", Pipeline.Tabular.make, df_or_path=prepared["source"], **prepared["data"])
+        splitset = _prefixed("data", maker, prepared["source"], **prepared["data"])
         return _prefixed("experiment", Experiment.make, splitset_id=splitset.id,
                          hyperparameters=prepared["hyperparameters"], **prepared["functions"], **prepared["experiment"])
 
@@ -507,7 +572,9 @@ def from_config(path: str | Path, overrides: list[str] | None = None, allow_modu
 def export(queue: Any, path: str | Path) -> Path:
     """Write a YAML spec that reproduces ``queue`` (same data, splits, encoders, grid, seeds
     of the split), with the user's functions saved from their stored source to
-    ``<name>_models.py`` beside it and, for DataFrame data, the data as parquet."""
+    ``<name>_models.py`` beside it and, for DataFrame data, the data as parquet. A queue of
+    images or sequences is refused before anything is written: write its ``data:`` section by
+    hand (``modality: image`` or ``sequence``, see the module's docstring)."""
     import yaml
 
     from aiqc.search import to_json
@@ -522,6 +589,11 @@ def export(queue: Any, path: str | Path) -> Path:
     experiment = queue.experiment
     splitset = experiment.splitset
     dataset = splitset.label.dataset
+    if dataset.is_array:
+        raise ValidationError(
+            f"queue: expected a queue of a table's splitset to export as a spec; queue {queue.id} holds "
+            f"{dataset.modality}s (dataset {dataset.id}). Write its data section by hand (data: {{modality: "
+            f"{dataset.modality}, ...}}, see aiqc.spec), or export a job with job.export(path). Nothing was written.")
     if dataset.source != "pandas.DataFrame" and Path(dataset.source).is_file():
         data_source = {"path": str(Path(dataset.source).resolve())}
     else:

@@ -265,6 +265,101 @@ queue.run_jobs()""",
         "queue.plot_contour('learning_rate', 'neuron_count')",
         "queue.metrics_to_pandas(selected_metrics=['roc_auc'], states=['PRUNED']).head()",
     ],
+    "images_pytorch_cnn.ipynb": [
+        "# Images: a CNN on digits in PyTorch\n\nscikit-learn's digits written as a folder of 8 x 8 PNG files, one "
+        "subfolder per label (`datum.get_path('digits')`). `Pipeline.Image.make` reads and stores them, splits them "
+        "stratified and fits the pixel scaler on the training images only. PyTorch receives images channels first: "
+        "`features_shape` is (channels, height, width).",
+        SMOKE,
+        """import aiqc
+from aiqc import datum
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
+
+aiqc.setup()
+folder = datum.get_path('digits')          # digits/<label>/<index>.png
+splitset = aiqc.Pipeline.Image.make(
+    folder,                                 # labels from the subfolder names
+    label_encoder=dict(sklearn_preprocess=OneHotEncoder()),
+    feature_encoders=dict(sklearn_preprocess=MinMaxScaler()),   # pixels to [0, 1], fit on training images
+    size_test=0.2, size_validation=0.15, random_state=0,
+)
+splitset.label.dataset.sample_shape""",
+        """def fn_build(features_shape, label_shape, **hp):
+    import torch.nn as nn
+    channels, height, width = features_shape
+    return nn.Sequential(
+        nn.Conv2d(channels, hp['filters'], kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(hp['filters'] * (height // 2) * (width // 2), label_shape[0]),
+    )
+
+
+def fn_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    import aiqc
+    return aiqc.torch_fit(model, loser, optimizer, samples_train, samples_evaluate,
+                          epoch_count=hp['epoch_count'], batch_size=32)
+
+
+queue = aiqc.Experiment.make(
+    library='pytorch', analysis_type='classification_multi', fn_build=fn_build, fn_train=fn_train,
+    hyperparameters={'filters': [8, 16], 'epoch_count': [3] if SMOKE else [15]},
+    splitset_id=splitset.id, name='digits cnn', tags=['images'],
+)
+queue.run_jobs()""",
+        "queue.metrics_to_pandas(['accuracy', 'f1'])",
+        "best = queue.best_job()\nbest.plot_learning_curve()",
+        "best.plot_confusion_matrix()",
+        """from pathlib import Path
+files = sorted(Path(folder).glob('7/*.png'))[:5]   # raw image files, through the stored scaler
+best.predict([str(f) for f in files])""",
+    ],
+    "sequences_keras_gru.ipynb": [
+        "# Sequences: a GRU on noisy signals in Keras\n\nA generated set of multivariate signals (sine, square, "
+        "sawtooth, with noise) as a long table: one row per sequence and timestep. `Pipeline.Sequence.make` pivots "
+        "it to (sequences, timesteps, features) and fits a per-feature scaler on the training sequences only.",
+        SMOKE,
+        """import aiqc
+from aiqc import datum
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+aiqc.setup()
+df = datum.to_pandas('signals.parquet')
+df.head()""",
+        """splitset = aiqc.Pipeline.Sequence.make(
+    df, label_column='label', sequence_column='sequence_id', order_column='t',
+    label_encoder=dict(sklearn_preprocess=OneHotEncoder()),
+    feature_encoders=dict(sklearn_preprocess=StandardScaler()),
+    size_test=0.2, size_validation=0.15, random_state=0,
+)
+splitset.label.dataset.sample_shape    # [timesteps, features]""",
+        """def fn_build(features_shape, label_shape, **hp):
+    import keras
+    return keras.Sequential([
+        keras.Input(shape=features_shape),
+        keras.layers.GRU(hp['units']),
+        keras.layers.Dense(label_shape[0], activation='softmax'),
+    ])
+
+
+def fn_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    model.compile(loss=loser, optimizer=optimizer, metrics=['accuracy'])
+    model.fit(samples_train['features'], samples_train['labels'],
+              validation_data=(samples_evaluate['features'], samples_evaluate['labels']),
+              verbose=0, batch_size=32, epochs=hp['epoch_count'])
+    return model
+
+
+queue = aiqc.Experiment.make(
+    library='keras', analysis_type='classification_multi', fn_build=fn_build, fn_train=fn_train,
+    hyperparameters={'units': [8, 16], 'epoch_count': [3] if SMOKE else [20]},
+    splitset_id=splitset.id, name='signals gru', tags=['sequences'],
+)
+queue.run_jobs()""",
+        "queue.metrics_to_pandas(['accuracy'])",
+        "best = queue.best_job()\nbest.plot_learning_curve()",
+        "best.plot_confusion_matrix()",
+        """new = df[df['sequence_id'].isin(df['sequence_id'].unique()[:5])]   # raw sequences as a long table
+best.predict(new)""",
+    ],
 }
 
 

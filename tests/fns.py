@@ -67,6 +67,46 @@ def _meet(folder, processes=2, timeout=120):
 FUNCTIONS = {"keras": (keras_build, keras_train), "pytorch": (torch_build, torch_train)}
 
 
+# --- images: small CNNs (Keras channels last, PyTorch channels first) ----------------------------
+def image_keras_build(features_shape, label_shape, **hp):
+    """A one-convolution CNN on (H, W, C) images, softmax over the classes."""
+    import keras
+
+    return keras.Sequential([
+        keras.Input(shape=features_shape),
+        keras.layers.Conv2D(hp["filters"], 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(label_shape[0], activation="softmax"),
+    ])
+
+
+def image_keras_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    model.compile(loss=loser, optimizer=optimizer, metrics=["accuracy"])
+    model.fit(samples_train["features"], samples_train["labels"],
+              validation_data=(samples_evaluate["features"], samples_evaluate["labels"]),
+              verbose=0, batch_size=hp["batch_size"], epochs=hp["epoch_count"])
+    return model
+
+
+def image_torch_build(features_shape, label_shape, **hp):
+    """A one-convolution CNN on (C, H, W) images; logits over the classes."""
+    import torch.nn as nn
+
+    channels, height, width = features_shape
+    return nn.Sequential(
+        nn.Conv2d(channels, hp["filters"], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(hp["filters"] * (height // 2) * (width // 2), label_shape[0]),
+    )
+
+
+def image_torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    import aiqc
+
+    return aiqc.torch_fit(model, loser, optimizer, samples_train, samples_evaluate,
+                          epoch_count=hp["epoch_count"], batch_size=hp["batch_size"])
+
+
 # --- data ---------------------------------------------------------------------------------
 def reference_make(df, **overrides):
     """The reference-usage call, verbatim, with optional overrides."""
@@ -187,3 +227,111 @@ def torch_train_database_fault_once(model, loser, optimizer, samples_train, samp
     except FileExistsError:
         return torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp)
     raise DatabaseUnreachableError("the server went away (a test's fault)")
+
+
+# --- sequences (Pipeline.Sequence.make): samples (N, timesteps, features), batch first ------------
+_SEQUENCE_CLASSES: dict[str, type] = {}
+
+
+def sequence_gru_class() -> type:
+    """``SequenceGRU(features, hidden, outputs)``: a GRU over (N, timesteps, features), batch
+    first, then a Linear layer on its last timestep's output. Defined once, when torch is first
+    needed (importing tests/fns.py imports no torch)."""
+    if "gru" not in _SEQUENCE_CLASSES:
+        import torch.nn as nn
+
+        class SequenceGRU(nn.Module):
+            def __init__(self, features: int, hidden: int, outputs: int):
+                super().__init__()
+                self.gru = nn.GRU(features, hidden, batch_first=True)
+                self.out = nn.Linear(hidden, outputs)
+
+            def forward(self, x):
+                steps, _ = self.gru(x)
+                return self.out(steps[:, -1, :])
+
+        _SEQUENCE_CLASSES["gru"] = SequenceGRU
+    return _SEQUENCE_CLASSES["gru"]
+
+
+def sequence_torch_build(features_shape, label_shape, **hp):
+    timesteps, features = features_shape
+    return sequence_gru_class()(features, hp["neuron_count"], label_shape[0])
+
+
+def sequence_torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    import aiqc
+
+    return aiqc.torch_fit(model, loser, optimizer, samples_train, samples_evaluate,
+                          epoch_count=hp["epoch_count"], batch_size=hp["batch_size"])
+
+
+def sequence_keras_build(features_shape, label_shape, **hp):
+    import keras
+
+    return keras.Sequential([
+        keras.Input(shape=features_shape),  # (timesteps, features)
+        keras.layers.GRU(hp["neuron_count"]),
+        keras.layers.Dense(label_shape[0], activation="softmax"),
+    ])
+
+
+def sequence_keras_train(model, loser, optimizer, samples_train, samples_evaluate, **hp):
+    model.compile(loss=loser, optimizer=optimizer, metrics=["accuracy"])
+    model.fit(samples_train["features"], samples_train["labels"],
+              validation_data=(samples_evaluate["features"], samples_evaluate["labels"]),
+              verbose=0, batch_size=hp["batch_size"], epochs=hp["epoch_count"])
+    return model
+
+
+SEQUENCE_FUNCTIONS = {"keras": (sequence_keras_build, sequence_keras_train),
+                      "pytorch": (sequence_torch_build, sequence_torch_train)}
+
+
+# --- prediction on images and sequences (tests/test_array_predict.py) ---------------------------------
+def predict_cnn_build(features_shape, label_shape, **hp):
+    """A tiny PyTorch CNN: ``features_shape`` is (channels, height, width), channels first."""
+    import torch.nn as nn
+
+    channels, height, width = features_shape
+    return nn.Sequential(nn.Conv2d(channels, hp["neuron_count"], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(hp["neuron_count"] * (height // 2) * (width // 2), label_shape[0]))
+
+
+def predict_gru_build(features_shape, label_shape, **hp):
+    """A tiny PyTorch GRU over (timesteps, features), batch first; its last step is classified."""
+    import torch
+
+    class LastStepGRU(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = torch.nn.GRU(features_shape[1], hp["neuron_count"], batch_first=True)
+            self.head = torch.nn.Linear(hp["neuron_count"], label_shape[0])
+
+        def forward(self, x):
+            out, _ = self.gru(x)
+            return self.head(out[:, -1])
+
+    return LastStepGRU()
+
+
+def predict_torch_fn_predict(model, samples_predict):
+    """A custom fn_predict: class indices and softmax probabilities from the raw outputs."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        probabilities = torch.softmax(model(samples_predict["features"]), dim=1)
+    return probabilities.argmax(dim=1), probabilities
+
+
+def predict_keras_cnn_build(features_shape, label_shape, **hp):
+    """A tiny Keras CNN: ``features_shape`` is (height, width, channels), channels last."""
+    import keras
+
+    return keras.Sequential([
+        keras.Input(shape=features_shape),
+        keras.layers.Conv2D(hp["neuron_count"], 3, padding="same", activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(label_shape[0], activation="softmax"),
+    ])

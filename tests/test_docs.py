@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.backends, pytest.mark.slow]
 
 def test_there_are_notebooks_for_each_flow():
     assert set(NOTEBOOKS) == {"keras_multiclass.ipynb", "pytorch_binary.ipynb", "regression_bins.ipynb",
-                              "folds_aggregate.ipynb", "search_pruning.ipynb", "messy_data.ipynb"}
+                              "folds_aggregate.ipynb", "search_pruning.ipynb", "messy_data.ipynb",
+                              "images_pytorch_cnn.ipynb", "sequences_keras_gru.ipynb"}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

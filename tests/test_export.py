@@ -460,7 +460,7 @@ def test_what_is_not_an_exported_predictor_is_refused(trained, tmp_path):
 def test_a_newer_format_version_is_refused(trained, tmp_path):
     source = trained("pytorch")["exported"]["classification"]
     newer = _with_manifest(source, tmp_path / "newer.aiqc", lambda m: m.update(format_version=99, aiqc_version="9.0"))
-    with pytest.raises(ValidationError, match=r"expected an exported predictor of format version 1 or older, .*; "
+    with pytest.raises(ValidationError, match=r"expected an exported predictor of format version 2 or older, .*; "
                                               r"received '.*newer\.aiqc', of format version 99, written by aiqc 9\.0\. "
                                               r"Upgrade aiqc to load it\."):
         aiqc.load_predictor(newer)

@@ -137,6 +137,7 @@ class Dataset(BaseModel):
                       .order_by(cls.id)
                       if d.columns == [str(c) for c in df.columns] and d.dtypes == plan.dtypes and d.sha256
                       and d.modality == getattr(plan, "modality", None)
+                      and (d.settings or {}) == _as_stored(getattr(plan, "settings", None) or {})
                       and (array is None or (d.sample_shape == plan.sample_shape
                                              and d.sample_dtype == str(array.dtype.newbyteorder("="))))]
         if not candidates:
@@ -254,6 +255,13 @@ class DatasetArray(BaseModel):
 
     class Meta:
         indexes = ((("dataset", "part_index"), True),)
+
+
+def _as_stored(value: Any) -> Any:
+    """``value`` as it reads back from a JSON column (tuples become lists, keys strings)."""
+    import json
+
+    return json.loads(json.dumps(value))
 
 
 def _notice_reuse(existing: Dataset, plan: Any) -> None:
