@@ -128,7 +128,9 @@ def parts_to_array(blobs: list[bytes], dtype: Any, sample_shape: Any) -> np.ndar
 
 # --- encoding -----------------------------------------------------------------------------------
 def channel_values(array: np.ndarray) -> np.ndarray:
-    """The array's values as one column per channel (its last axis), a view where possible."""
+    """The array's values as one column per channel (its last axis), a view where possible: what
+    a transformer is fit on and applied to (a plain array, no column names: scikit-learn checks
+    names on every call, most of a small chunk's time)."""
     return array.reshape(-1, array.shape[-1])
 
 
@@ -143,18 +145,13 @@ def fit(spec: encode.EncoderSpec, array: np.ndarray, rows: np.ndarray, channels:
             step = chunk_samples(array)
             for start in range(0, len(rows), step):
                 chunk = array[rows[start:start + step]]
-                transformer.partial_fit(_frame(channel_values(chunk), channels))
+                transformer.partial_fit(channel_values(chunk))
         else:
-            transformer.fit(_frame(channel_values(array[rows]), channels))
+            transformer.fit(channel_values(array[rows]))
     except (ValueError, TypeError) as error:
         raise ValidationError(f"{spec.describe()}: expected a transformer that can fit the values of the channels "
                               f"{channels[:10]!r}; fitting on the training samples failed: {error}") from error
     return transformer
-
-
-def _frame(values: np.ndarray, channels: list[str]) -> pd.DataFrame:
-    """Channel values as a DataFrame (a transformer fit on named columns keeps their names)."""
-    return pd.DataFrame(values, columns=channels, copy=False)
 
 
 def transform(fitted: Any, array: np.ndarray, channels: list[str]) -> np.ndarray:
@@ -164,7 +161,7 @@ def transform(fitted: Any, array: np.ndarray, channels: list[str]) -> np.ndarray
     step = chunk_samples(array)
     for start in range(0, len(array), step):
         chunk = array[start:start + step]
-        encoded = encode.transform(fitted, _frame(channel_values(chunk), channels))
+        encoded = encode.transform(fitted, channel_values(chunk))
         if encoded.shape != (chunk[..., 0].size, len(channels)):
             raise ValidationError(
                 f"feature_encoders: expected a transformer that maps each of the {len(channels)} channels to one "

@@ -17,11 +17,11 @@ from aiqc.database.url import DatabaseURL
 from aiqc.exceptions import (DatabaseCorruptError, DatabaseError, DatabaseFullError, DatabaseGoneError,
                              DatabaseLockedError, DatabaseReadOnlyError)
 
-#: SQLite settings: concurrent readers with one writer (WAL), wait instead of failing
-#: when another process writes (busy_timeout, ms), and enforced foreign keys.
 #: KiB of page cache while a dataset's samples are written (:meth:`AIQCSqliteDatabase.bulk_writes`)
 BULK_CACHE_KIB = 1024
 
+#: SQLite settings: concurrent readers with one writer (WAL), wait instead of failing
+#: when another process writes (busy_timeout, ms), and enforced foreign keys.
 SQLITE_PRAGMAS = {
     "page_size": 32768,  # new files only: large pages store dataset parts ~2x faster
     "journal_mode": "wal",
