@@ -516,3 +516,36 @@ def test_a_cnn_learns_the_digits(db, digits, library, build, train):
     frame = queue.metrics_to_pandas(["accuracy"])
     validation = frame.query("split == 'validation'")["accuracy"]
     assert len(validation) == 1 and validation.iloc[0] > 0.5, frame
+
+
+# --- everything downstream, unchanged -----------------------------------------------------------
+def test_a_searched_pruned_image_queue_reports_and_predicts_raw_files_as_stored(db, digits, tmp_path):
+    """An image queue goes through the same search, pruning, report and predict as a table:
+    predicting the raw PNG files of the test split gives the stored test predictions."""
+    pytest.importorskip("torch")
+    pytest.importorskip("optuna")
+    from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
+
+    from aiqc.search import Categorical, Search
+
+    splitset = aiqc.Pipeline.Image.make(digits, label_encoder=dict(sklearn_preprocess=OneHotEncoder()),
+                                        feature_encoders=dict(sklearn_preprocess=MinMaxScaler()),
+                                        size_test=0.1, size_validation=0.1, random_state=0)
+    queue = aiqc.Experiment.make(
+        library="pytorch", analysis_type="classification_multi", fn_build=image_torch_build,
+        fn_train=image_torch_train, splitset_id=splitset.id,
+        hyperparameters={"filters": Categorical([4, 8]), "epoch_count": [3], "batch_size": [64]},
+        search=Search(strategy="random", n_trials=3, seed=0, pruner="median", n_startup_trials=1))
+    summary = queue.run_jobs(progress=False)
+    assert summary.failed == 0 and summary.complete + summary.pruned == 3
+    report = queue.report(tmp_path / "images.html")
+    assert "Confusion matrices" in report.read_text()
+
+    best = queue.best_job()
+    rows, predictions, probabilities = best.predictions("test")
+    files = splitset.label.dataset.to_pandas(["file"], rows)["file"].tolist()
+    predicted = best.predict([str(Path(digits) / name) for name in files])
+    classes = splitset.class_names()
+    assert predicted["prediction"].tolist() == [classes[i] for i in predictions.ravel()]
+    np.testing.assert_allclose(predicted[[f"probability_{c}" for c in classes]].to_numpy(), probabilities,
+                               rtol=1e-5, atol=1e-6)

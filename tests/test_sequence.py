@@ -324,3 +324,14 @@ def test_a_gru_learns_the_signals_above_chance(db, datums, library, fold_count):
     accuracies = [job.metrics()["test"]["accuracy"] for job in queue.jobs]
     assert min(accuracies) > 0.45 and np.mean(accuracies) > 0.5, accuracies  # chance: 1/3
     assert [job.fold_index for job in queue.jobs] == (list(range(fold_count)) if fold_count else [None])
+    if fold_count is None:  # the raw long table of the test sequences predicts as stored
+        job = queue.jobs.get()
+        rows, predictions, probabilities = job.predictions("test")
+        ids = splitset.label.dataset.to_pandas(["sequence_id"], rows)["sequence_id"].tolist()
+        raw = datum.to_pandas("signals.parquet")
+        raw = raw[raw["sequence_id"].isin(ids)].set_index("sequence_id").loc[ids].reset_index()  # in test order
+        predicted = job.predict(raw)
+        classes = splitset.class_names()
+        assert predicted["prediction"].tolist() == [classes[i] for i in predictions.ravel()]
+        np.testing.assert_allclose(predicted[[f"probability_{c}" for c in classes]].to_numpy(), probabilities,
+                                   rtol=1e-4, atol=1e-5)
