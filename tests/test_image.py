@@ -549,3 +549,15 @@ def test_a_searched_pruned_image_queue_reports_and_predicts_raw_files_as_stored(
     assert predicted["prediction"].tolist() == [classes[i] for i in predictions.ravel()]
     np.testing.assert_allclose(predicted[[f"probability_{c}" for c in classes]].to_numpy(), probabilities,
                                rtol=1e-5, atol=1e-6)
+
+
+def test_the_low_level_table_api_refuses_images_clearly(db, folder, row_counts):
+    splitset = aiqc.Pipeline.Image.make(folder, random_state=0)
+    before = row_counts()
+    with pytest.raises(ValidationError, match=r"^label: expected a Label of a table for Splitset\.make; .* holds images"):
+        aiqc.Splitset.make(splitset.label, splitset.feature)
+    with pytest.raises(ValidationError, match=r"^splitset: expected a splitset of a table for fit_encoders"):
+        splitset.fit_encoders()
+    with pytest.raises(ValidationError, match=r"^splitset: expected a table for features_to_pandas"):
+        splitset.features_to_pandas()
+    assert row_counts() == before

@@ -67,6 +67,10 @@ class Splitset(Annotated, BaseModel):
             raise ValidationError.expected("label", "a Label (from dataset.make_label)", label)
         if not isinstance(feature, Feature):
             raise ValidationError.expected("feature", "a Feature (from dataset.make_feature)", feature)
+        if label.dataset.is_array:
+            raise ValidationError(f"label: expected a Label of a table for Splitset.make; dataset {label.dataset_id} "
+                                  f"holds {label.dataset.modality}s: split them with Pipeline.Image.make or "
+                                  "Pipeline.Sequence.make.")
         if label.dataset_id != feature.dataset_id:
             raise ValidationError(
                 f"feature: expected a Feature of the label's dataset {label.dataset_id}; "
@@ -104,6 +108,10 @@ class Splitset(Annotated, BaseModel):
 
         if self.encoders.count():
             raise ValidationError(f"splitset: expected a splitset without encoders; splitset {self.id} already has them.")
+        if self.label.dataset.is_array:
+            raise ValidationError(f"splitset: expected a splitset of a table for fit_encoders; splitset {self.id} holds "
+                                  f"{self.label.dataset.modality}s, whose encoders Pipeline.Image.make / "
+                                  "Pipeline.Sequence.make fit.")
         df = self.label.dataset.to_pandas()
         plans = plan_encoders(df, plan_label(df, self.label.column),
                               FeaturePlan(self.feature.columns, self.feature.columns_excluded),
