@@ -6,6 +6,7 @@
     aiqc tag queue|splitset ID TAG ... [--remove TAG] | alias NAME [JOB] [--remove]
     aiqc compare QUEUE QUEUE ... [--metric M] [--split S] | report QUEUE [QUEUE ...] PATH
     aiqc worker --queue ID | db path | db upgrade | db vacuum
+    aiqc ui [--db URL] [--port 8050] [--host 127.0.0.1]   # a live, read-only dashboard in the browser
     aiqc export JOB PATH                 # JOB: an id or an alias; prints the file written
     aiqc predict PATH INPUT > out.csv    # an exported predictor; needs no database. INPUT: a CSV of rows
                                          # (- reads stdin); images: a file or a folder; sequences: a long CSV/parquet
@@ -92,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("--force", action="store_true", help="delete a queue even while jobs of it run")
     db = commands.add_parser("db", help="the database: its path, upgrade its schema, or vacuum it")
     db.add_argument("action", choices=["path", "upgrade", "vacuum"])
+    ui = commands.add_parser("ui", help="a live, read-only dashboard of the database in the browser "
+                             "(pip install 'aiqc[ui]')")
+    ui.add_argument("--db", default=argparse.SUPPRESS, help="the database to show (as aiqc --db)")
+    ui.add_argument("--port", type=int, default=8050, help="default: 8050")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="default: 127.0.0.1 (this machine only); the app has no authentication")
     return parser
 
 
@@ -490,10 +497,19 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """``aiqc ui``: serve the read-only dashboard until Ctrl-C; prints its URL (a host other than
+    127.0.0.1, localhost or ::1 is served with a warning that the app has no authentication)."""
+    from aiqc import ui
+
+    ui.serve(args.db, host=args.host, port=args.port, read_only=True, announce=_out)
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "tag": cmd_tag, "alias": cmd_alias,
             "show": cmd_show, "best": cmd_best,
             "report": cmd_report, "compare": cmd_compare, "export": cmd_export, "predict": cmd_predict,
-            "worker": cmd_worker, "rm": cmd_rm, "db": cmd_db}
+            "worker": cmd_worker, "rm": cmd_rm, "db": cmd_db, "ui": cmd_ui}
 
 
 if __name__ == "__main__":

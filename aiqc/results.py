@@ -369,7 +369,8 @@ def _best_scores(queues: list[Any]) -> dict[int, float]:
         return {}
     query = (Metric.select(Job.queue, Metric.name, Metric.split, pw.fn.MIN(Metric.value), pw.fn.MAX(Metric.value))
              .join(Job)
-             .where((Job.state == JobState.COMPLETE) & Metric.name.in_(sorted({m for m, _, _ in objectives.values()}))
+             .where((Job.state == JobState.COMPLETE) & Job.queue.in_(list(objectives))
+                    & Metric.name.in_(sorted({m for m, _, _ in objectives.values()}))
                     & Metric.split.in_(sorted({s for _, s, _ in objectives.values()})))
              .group_by(Job.queue, Metric.name, Metric.split).tuples())
     best = {}

@@ -48,6 +48,17 @@ def test_tags_set_at_make_filter_the_listing(splitset):
     assert aiqc.list_queues(tag="nobody").empty
 
 
+def test_the_tag_filter_scores_only_the_queues_it_keeps(splitset):
+    untagged = _queue(splitset)
+    tagged = _queue(splitset, tags=["kept"])
+    for queue in (untagged, tagged):
+        queue.run_jobs(progress=False)
+    listing = aiqc.list_queues(tag="kept")
+    assert listing["queue_id"].tolist() == [tagged.id]
+    best = tagged.best_job().metrics()["validation"]["accuracy"]
+    assert listing["best"].tolist() == [best]
+
+
 def test_tags_and_names_change_later(splitset):
     queue = _queue(splitset, tags=["a"])
     assert queue.add_tags("b", "a", "c") == ["a", "b", "c"]
