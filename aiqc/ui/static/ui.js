@@ -176,6 +176,10 @@
     Object.keys(controls).forEach(function (key) {
       var control = controls[key];
       if (!control) { return; }
+      if (control.tagName === "SELECT" && view[key] !== "" &&
+          !Array.prototype.some.call(control.options, function (o) { return o.value === view[key]; })) {
+        control.appendChild(element("option", {value: view[key]}, view[key]));  // ?per_page=10: show 10, not blank
+      }
       control.value = view[key];
       control.addEventListener(key === "q" ? "input" : "change", function () {
         window.clearTimeout(control.pending);
