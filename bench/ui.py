@@ -36,7 +36,7 @@ TARGET_SECONDS = 2.0
 def _requests(queue_id: int, job_id: int) -> list[tuple[str, str]]:
     """(label, URL) of each timed request, in order: the charts are those the queue page shows."""
     from aiqc.orm import Queue
-    from aiqc.ui.app import queue_chart_names
+    from aiqc.ui.queries import queue_chart_names
 
     requests = [("queue page", f"/queue/{queue_id}"),
                 ("jobs table, first page", f"/api/queue/{queue_id}/jobs"),

@@ -11,7 +11,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 import aiqc
 from aiqc import datum
-from aiqc.orm import Dataset, Encoder, Feature, Fold, Label, Splitset
+from aiqc.orm import Dataset, Encoder, Fold, Splitset
 
 from fns import reference_make
 

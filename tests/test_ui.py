@@ -150,7 +150,7 @@ def client(copy):
 
 
 def _queue_charts(ids: dict) -> list[str]:
-    from aiqc.ui.app import QUEUE_CHARTS
+    from aiqc.ui.queries import QUEUE_CHARTS
 
     urls = []
     for name in ("finished", "failing", "search", "regression", "waiting"):
@@ -161,7 +161,7 @@ def _queue_charts(ids: dict) -> list[str]:
 
 def _every_url(ids: dict) -> list[str]:
     """Every page and endpoint of the dashboard over the built database."""
-    from aiqc.ui.app import JOB_CHARTS
+    from aiqc.ui.queries import JOB_CHARTS
 
     queues = [ids[n] for n in ("finished", "failing", "search", "regression", "waiting") if n in ids]
     jobs = [ids["job"], ids["failed_job"], ids["regression_job"], ids["waiting_jobs"][0]]
@@ -228,10 +228,10 @@ def test_charts_are_drawn_where_they_apply_and_noted_where_not(client, built):
 
 
 def test_a_chart_of_a_trace_per_combination_or_job_is_left_out_past_its_cap(client, built, monkeypatch):
-    from aiqc.ui import app
+    from aiqc.ui import queries
 
     _, ids = built
-    monkeypatch.setattr(app, "MAX_TRACES", 1)
+    monkeypatch.setattr(queries, "MAX_TRACES", 1)
     note = _chart(client, f"/api/queue/{ids['finished']}/chart/repeat-spread")["note"]
     assert note.startswith(f"left out: queue {ids['finished']} has 2 hyperparameter combinations")
     assert _chart(client, f"/api/queue/{ids['finished']}/chart/performance")["figure"]  # one trace: drawn
@@ -324,12 +324,12 @@ def test_bad_chart_and_compare_values_are_400(client, built):
 def test_a_database_fault_is_a_503_that_says_what_happened(client, built, monkeypatch):
     import peewee
 
-    from aiqc.ui import app
+    from aiqc.ui import queries
 
     def locked(*args, **kwargs):
         raise peewee.OperationalError("database is locked")
 
-    monkeypatch.setattr(app, "queue_rows", locked)
+    monkeypatch.setattr(queries, "queue_rows", locked)
     response = client.get("/api/queues")
     assert response.status_code == 503 and "stayed locked by another connection" in response.json()["error"]
     page = client.get("/")
@@ -397,12 +397,12 @@ def test_split_state_and_text_filters(client, built):
 
 def test_the_table_is_built_once_per_queue_version(copy, built, monkeypatch):
     from aiqc.orm import Job
-    from aiqc.ui import app, make_app
+    from aiqc.ui import make_app, queries
 
     _, ids = built
     builds = []
-    real = app._build_frame
-    monkeypatch.setattr(app, "_build_frame", lambda queue: builds.append(queue.id) or real(queue))
+    real = queries.build_frame
+    monkeypatch.setattr(queries, "build_frame", lambda queue: builds.append(queue.id) or real(queue))
     with TestClient(make_app(copy, read_only=False)) as client:
         url = f"/api/queue/{ids['finished']}/jobs"
         version = client.get(url).json()["version"]
@@ -484,9 +484,8 @@ def _table_rows(path: Path) -> dict[str, int]:
         return {t: reader.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
 
 
-@pytest.fixture
-def no_unpickling(monkeypatch):
-    """Any unpickling fails the test (in this process, the app's threads included)."""
+def _refuse_unpickling(monkeypatch) -> None:
+    """From now on, any unpickling fails the test (in this process, the app's threads included)."""
     import cloudpickle
 
     import aiqc.orm.base as base
@@ -496,6 +495,12 @@ def no_unpickling(monkeypatch):
 
     for owner, name in ((pickle, "loads"), (pickle, "load"), (cloudpickle, "loads"), (base, "load_checked")):
         monkeypatch.setattr(owner, name, refuse)
+
+
+@pytest.fixture
+def no_unpickling(monkeypatch):
+    """Any unpickling fails the test."""
+    _refuse_unpickling(monkeypatch)
 
 
 def test_browsing_every_page_leaves_the_file_as_it_was(copy, built, no_unpickling):
@@ -547,7 +552,7 @@ def test_make_app_checks_its_arguments_and_names_the_extra(copy, tmp_path, monke
 
 
 def test_import_aiqc_imports_no_web_framework():
-    code = ("import sys, aiqc, aiqc.cli, aiqc.ui; "
+    code = ("import sys, aiqc, aiqc.cli, aiqc.ui, aiqc.ui.queries; "
             "print(sorted(m for m in ('starlette', 'uvicorn', 'httpx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
@@ -631,3 +636,69 @@ def test_aiqc_ui_serves_over_http(copy, built):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------
+def _pg_fingerprint(url: str) -> dict[str, tuple[int, str]]:
+    """Each aiqc table of the PostgreSQL database: (rows, md5 of its rows in a fixed order)."""
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        tables = [t for (t,) in connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")]
+        return {t: connection.execute(
+            f'SELECT COUNT(*), md5(COALESCE(string_agg(r::text, \'|\' ORDER BY r::text), \'\')) FROM "{t}" r'
+        ).fetchone() for t in tables}
+
+
+def test_the_dashboard_browses_a_postgresql_database_read_only(postgres_url, monkeypatch):
+    """The same pages over PostgreSQL: every one answers, and every table's rows are as they were."""
+    pytest.importorskip("torch")
+    import fns
+    from aiqc import datum
+    from aiqc.exceptions import DatabaseReadOnlyError
+    from aiqc.orm import Job, database_proxy
+    from aiqc.ui import make_app
+    from aiqc.ui.queries import JOB_CHARTS, QUEUE_CHARTS
+
+    monkeypatch.delenv("AIQC_DB", raising=False)
+    aiqc.setup(postgres_url)
+    try:
+        iris = fns.reference_make(datum.to_pandas("iris.tsv"), random_state=0)
+        queues = []
+        for name in ("first", NAME):
+            queue = aiqc.Experiment.make(
+                library="pytorch", analysis_type="classification_multi", fn_build=fns.torch_build,
+                fn_train=fns.torch_train, hyperparameters={"neuron_count": [4, 8], "batch_size": [16],
+                                                           "epoch_count": [2]},
+                splitset_id=iris.id, seed=0, name=name, tags=["pg"])
+            assert queue.run_jobs(progress=False).complete == 2
+            queues.append(queue.id)
+        job = Job.select(Job.id).where(Job.queue == queues[0]).order_by(Job.id).first().id
+    finally:
+        _close()
+    before = _pg_fingerprint(postgres_url)
+    assert before["job"][0] == 4 and before["metric"][0] > 50
+    urls = ["/", "/api/queues", "/api/queues?tag=pg", f"/compare?queues={queues[0]},{queues[1]}",
+            f"/api/compare?queues={queues[0]},{queues[1]}", f"/api/compare/chart?queues={queues[0]},{queues[1]}",
+            f"/job/{job}", *[f"/api/job/{job}/chart/{name}" for name in JOB_CHARTS]]
+    for queue in queues:
+        urls += [f"/queue/{queue}", f"/api/queue/{queue}", f"/queue/{queue}/report.html",
+                 f"/api/queue/{queue}/jobs?sort=accuracy&order=desc&split=validation&state=COMPLETE&q=neuron",
+                 *[f"/api/queue/{queue}/chart/{name}" for name in QUEUE_CHARTS]]
+    _refuse_unpickling(monkeypatch)  # the queues ran (their functions unpickled); the dashboard unpickles nothing
+    try:
+        with TestClient(make_app(postgres_url)) as client:
+            for url in urls:
+                response = client.get(url)
+                assert response.status_code == 200, (url, response.text[:300])
+            rows = client.get(f"/api/queue/{queues[0]}/jobs?split=validation").json()["rows"]
+            assert sorted(r["job_id"] for r in rows) == [job, job + 1]
+            assert ESCAPED_NAME in client.get("/").text and NAME not in client.get(f"/queue/{queues[1]}").text
+            assert database_proxy.obj.read_only is True
+            with pytest.raises(DatabaseReadOnlyError):
+                with aiqc.database.translated():
+                    aiqc.Queue.get_by_id(queues[0]).describe(name="renamed")
+    finally:
+        _close()
+    assert _pg_fingerprint(postgres_url) == before

@@ -20,16 +20,14 @@ allow-list (the frame's columns, the split names, the state names, number ranges
 is a 400 with a JSON ``{"error": ...}`` (an HTML page for a page). A chart that does not apply
 answers ``{"figure": null, "note": why}``.
 
-The metrics table of a queue is built once per version of the queue (its jobs per state and
-their last ``finished_at``) and kept in a small per-process cache, so paging, sorting and
-filtering a 10,000-job queue do not query its jobs again.
+What is read lives in :mod:`aiqc.ui.queries`, which knows nothing of the web: there, the
+metrics table of a queue is built once per version of the queue (its jobs per state and their
+last ``finished_at``) and kept in a small per-process cache, so paging, sorting and filtering a
+10,000-job queue do not query its jobs again.
 """
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -37,19 +35,15 @@ import os
 import re
 import sqlite3
 import tempfile
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import peewee as pw
 
-from aiqc import caches
-from aiqc.analysis import JobChart
 from aiqc.data.split import SPLITS
-from aiqc.exceptions import (AIQCError, ChartNotApplicableError, DatabaseError, MissingExtraError, NotFoundError,
-                             ValidationError)
+from aiqc.exceptions import AIQCError, DatabaseError, MissingExtraError, NotFoundError, ValidationError
 from aiqc.states import JobState
-from aiqc.ui import pages
+from aiqc.ui import pages, queries
 
 try:
     from starlette.applications import Starlette
@@ -63,9 +57,6 @@ except ImportError as error:  # the aiqc[ui] extra is not installed
     raise MissingExtraError("aiqc ui needs starlette, which is not installed; install it with: "
                             "pip install 'aiqc[ui]'") from error
 
-if TYPE_CHECKING:
-    import pandas as pd
-
 logger = logging.getLogger(__name__)
 
 #: how many rows a page of the jobs table may hold
@@ -73,11 +64,6 @@ MAX_PER_PAGE = 500
 DEFAULT_PER_PAGE = 50
 #: the longest ``q`` (text searched among the hyperparameter values) accepted
 MAX_QUERY = 200
-#: queue versions whose metrics table stays cached in this process
-CACHED_FRAMES = 8
-#: the most traces a chart of one trace per combination (repeat spread) or per job (intermediate
-#: values) draws: past a few hundred, building the figure and drawing it in a browser take seconds
-MAX_TRACES = 500
 STATIC = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -248,354 +234,32 @@ def _choice(request: Request, name: str, allowed: list[str] | tuple[str, ...]) -
     return raw
 
 
-def _states() -> list[str]:
-    return [state.value for state in JobState]
-
-
-# --- reads -------------------------------------------------------------------------------------
-def _get_queue(queue_id: int) -> Any:
-    from aiqc.orm import Experiment, Queue
-
-    queue = Queue.select(Queue, Experiment).join(Experiment).where(Queue.id == queue_id).first()
-    if queue is None:
-        raise NotFoundError(f"Queue id={queue_id!r} does not exist.")
-    return queue
-
-
-def state_counts(queue_id: int) -> tuple[dict[str, int], tuple]:
-    """(``{state name: jobs}`` with every state, the queue's version) in one query: the
-    version is the jobs per state and the last ``finished_at`` of each; it changes whenever a
-    job is added, removed, claimed, finished or queued again."""
-    import peewee as pw
-
-    from aiqc.orm import Job
-
-    rows = (Job.select(Job.state, pw.fn.COUNT(Job.id), pw.fn.MAX(Job.finished_at))
-            .where(Job.queue == queue_id).group_by(Job.state).tuples())
-    counts = dict.fromkeys(_states(), 0)
-    version = []
-    for state, count, finished in rows:
-        name = JobState(state).value
-        counts[name] = int(count)
-        version.append((name, int(count), str(finished)))
-    return counts, tuple(sorted(version))
-
-
-def _version_text(version: tuple) -> str:
-    return hashlib.sha1(repr(version).encode()).hexdigest()[:16]
-
-
-def _progress(counts: dict[str, int], expected: int) -> tuple[int, int]:
-    """(finished jobs, total jobs): a sampled search's total is the jobs it will have."""
-    done = sum(counts[state.value] for state in JobState.finished())
-    return done, max(sum(counts.values()), expected)
-
-
-def _expected(queue: Any, counts: dict[str, int]) -> int:
-    search = queue.experiment.search_settings
-    return queue.expected_job_count if search is not None and search.samples else sum(counts.values())
-
-
-def queue_rows(tag: str | None = None) -> list[dict]:
-    """One dict per queue (``aiqc.list_queues``): id, name, tags, library, analysis type, jobs
-    per state, finished and total jobs, best score on its objective and the objective."""
-    from aiqc.orm import Experiment, Queue
-    from aiqc.results import list_queues
-    from aiqc.tags import check_tag
-
-    if tag:
-        check_tag(tag, "tag")
-    frame = list_queues()  # filtered below: list_queues(tag=...) scores only the tagged queues' objectives
-    if tag:
-        frame = frame[[tag in tags for tags in frame["tags"]]]
-    searching = {q.id: q for q in Queue.select(Queue, Experiment).join(Experiment)
-                 .where(Experiment.search.is_null(False))}
-    rows = []
-    for record in frame.to_dict("records"):
-        queue_id = int(record["queue_id"])
-        counts = {state: int(record[state.lower()]) for state in _states()}
-        queue = searching.get(queue_id)
-        expected = _expected(queue, counts) if queue is not None else 0
-        done, total = _progress(counts, expected)
-        best = record["best"]
-        rows.append({"queue_id": queue_id, "name": record["name"] if isinstance(record["name"], str) else None,
-                     "tags": list(record["tags"]), "library": record["library"],
-                     "analysis_type": record["analysis_type"], "counts": counts, "done": done, "total": total,
-                     "best": None if best is None or best != best else float(best), "objective": record["objective"]})
-    return rows
-
-
-def queue_summary(queue: Any) -> dict:
-    """A queue's header: names, objective, search, jobs per state, progress, version and best job."""
-    from aiqc.orm import Metric
-
-    experiment = queue.experiment
-    counts, version = state_counts(queue.id)
-    done, total = _progress(counts, _expected(queue, counts))
-    metric, split = experiment.objective
-    search = experiment.search_settings
-    best = None
-    if counts[JobState.COMPLETE.value]:
-        try:
-            job = queue.best_job()
-        except ValidationError:  # the objective is undefined on every job
-            job = None
-        if job is not None:
-            row = Metric.get_or_none((Metric.job == job.id) & (Metric.split == split) & (Metric.name == metric))
-            best = {"job_id": job.id, "value": None if row is None else row.value}
-    return {"queue_id": queue.id, "name": experiment.name, "description": experiment.description,
-            "tags": list(experiment.tags or []), "library": experiment.library.value,
-            "analysis_type": experiment.analysis_type.value, "splitset_id": experiment.splitset_id,
-            "repeat_count": experiment.repeat_count, "objective_metric": metric, "objective_split": split,
-            "direction": experiment.metric_set.direction(metric), "output_dir": queue.output_dir,
-            "search": None if search is None else _search_text(search), "counts": counts, "done": done,
-            "total": total, "version": _version_text(version), "best": best}
-
-
-def _search_text(search: Any) -> str:
-    parts = [search.strategy]
-    if search.samples:
-        parts.append(f"{search.n_trials} trials")
-    if search.pruner:
-        parts.append(f"pruner {search.pruner}")
-    return ", ".join(parts) + f" ({search.direction} {search.split} {search.metric})"
-
-
-# --- the jobs table, cached per queue version -----------------------------------------------------
-@dataclasses.dataclass
-class JobsFrame:
-    """A queue's jobs table: :meth:`~aiqc.orm.Queue.metrics_to_pandas`'s rows (one per
-    measured job x split), then one row per job without metrics (queued, running, failed),
-    in job id order; the metric and hyperparameter column names."""
-
-    frame: "pd.DataFrame"
-    metrics: list[str]
-    hyperparameters: list[str]
-    _haystack: "pd.Series | None" = None
-
-    def haystack(self) -> "pd.Series":
-        """Per row, ``name=value`` of each hyperparameter, lower case (what ``q`` is looked for in)."""
-        if self._haystack is None:
-            import pandas as pd
-
-            text = pd.Series([""] * len(self.frame), index=self.frame.index, dtype=object)
-            for name in self.hyperparameters:
-                text = text + f"{name}=" + self.frame[name].map(str) + " "
-            self._haystack = text.str.lower()
-        return self._haystack
-
-
-class FrameCache:
-    """The :class:`JobsFrame` of the last :data:`CACHED_FRAMES` (database, queue, version)
-    keys read by this process; registered with :mod:`aiqc.caches`, so ``clear_caches()``
-    empties it."""
-
-    def __init__(self, size: int = CACHED_FRAMES) -> None:
-        self.size = size
-        self._entries: collections.OrderedDict[tuple, JobsFrame] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple, build: Callable[[], JobsFrame]) -> JobsFrame:
-        """The entry of ``key``, built (once, under a lock) when missing."""
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-            entry = build()
-            self._entries[key] = entry
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-            return entry
-
-    def cache_clear(self) -> None:
-        """Forget every entry."""
-        with self._lock:
-            self._entries.clear()
-
-
-FRAMES = caches.register(FrameCache())
-
-
-def jobs_frame(queue: Any) -> tuple[JobsFrame, dict[str, int], tuple]:
-    """(the queue's :class:`JobsFrame`, its jobs per state, its version), cached per version."""
-    from aiqc.database import ensure_setup
-
-    counts, version = state_counts(queue.id)
-    key = (ensure_setup().cache_key, queue.id, version)
-    return FRAMES.get(key, lambda: _build_frame(queue)), counts, version
-
-
-def _build_frame(queue: Any) -> JobsFrame:
-    import pandas as pd
-
-    measured = queue.metrics_to_pandas()
-    metric_names = list(queue.experiment.metric_set.names)
-    columns = list(measured.columns)
-    pending = _unmeasured(queue, columns, metric_names)
-    if len(pending) and len(measured):  # a job measured, then queued again: its metrics rows show it
-        pending = pending[~pending["job_id"].isin(measured["job_id"])]
-    if len(pending):
-        for name in pending.columns:
-            if name not in columns:
-                columns.insert(columns.index(metric_names[0]) if metric_names else len(columns), name)
-        frame = pending.reindex(columns=columns) if measured.empty else pd.concat(
-            [measured.reindex(columns=columns), pending.reindex(columns=columns)], ignore_index=True)
-        frame = frame.sort_values("job_id", kind="stable").reset_index(drop=True)
-    else:
-        frame = measured
-    fixed = {"job_id", "hyperparamset", "repeat", "fold", "split", "state", "seconds", *metric_names}
-    return JobsFrame(frame, [m for m in metric_names if m in frame.columns], [c for c in columns if c not in fixed])
-
-
-def _unmeasured(queue: Any, columns: list[str], metric_names: list[str]) -> "pd.DataFrame":
-    """One row per job of the queue without metrics (queued, running, failed): its ids, repeat,
-    fold, hyperparameters, state and seconds, no split and no metrics."""
-    import numpy as np
-    import pandas as pd
-    import peewee as pw
-
-    from aiqc.orm import Fold, Hyperparamset, Job
-
-    measured = [state for state in JobState if state.is_measured]
-    query = (Job.select(Job.id, Hyperparamset.index, Hyperparamset.hyperparameters, Job.repeat_index, Fold.fold_index,
-                        Job.state, Job.seconds)
-             .join(Hyperparamset).switch(Job).join(Fold, pw.JOIN.LEFT_OUTER)
-             .where((Job.queue == queue.id) & Job.state.not_in(measured)).order_by(Job.id).tuples())
-    rows = list(query)
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    names = list(dict.fromkeys(n for row in rows for n in (row[2] or {})))
-    data = {"job_id": np.array([r[0] for r in rows], dtype=np.int64),
-            "hyperparamset": np.array([r[1] for r in rows], dtype=np.int64),
-            "repeat": np.array([r[3] for r in rows], dtype=np.int64),
-            "fold": pd.array([r[4] for r in rows], dtype="Int64"), "split": [None] * len(rows),
-            **{name: [(r[2] or {}).get(name) for r in rows] for name in names},
-            **{name: np.full(len(rows), np.nan) for name in metric_names},
-            "state": [JobState(r[5]).value for r in rows],
-            "seconds": np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64)}
-    return pd.DataFrame(data)
-
-
-def _records(frame: "pd.DataFrame") -> list[dict]:
-    shown = frame.astype(object)
-    return shown.where(frame.notna(), None).to_dict("records")
-
-
-def _sorted(frame: "pd.DataFrame", column: str, ascending: bool) -> "pd.DataFrame":
-    """``frame`` sorted by ``column`` as ``metrics_to_pandas(sort_by=...)`` sorts (stable,
-    missing values last); a column of mixed types by its values' text."""
-    try:
-        return frame.sort_values(column, ascending=ascending, kind="stable")
-    except TypeError:
-        return frame.sort_values(column, ascending=ascending, kind="stable",
-                                 key=lambda values: values.map(lambda v: None if v is None else str(v)))
-
-
-# --- charts ----------------------------------------------------------------------------------------
-def _plots() -> Any:
-    from aiqc import plots
-
-    return plots
-
-
-def _numeric_searched(queue: Any) -> list[str]:
-    from aiqc.search import Float, Int, loads_grid
-
-    return [n for n, v in loads_grid(queue.experiment.hyperparameters).items() if isinstance(v, (Int, Float))]
-
-
-def _contour(queue: Any) -> Any:
-    numeric = _numeric_searched(queue)
-    if len(numeric) < 2:
-        raise ChartNotApplicableError(f"queue: a contour expects two numeric searched hyperparameters; "
-                                      f"queue {queue.id} searches {len(numeric)}.")
-    return _plots().plot_contour(queue, numeric[0], numeric[1])
-
-
-#: a queue's charts: name -> (title, draw(queue, metric, split))
-QUEUE_CHARTS: dict[str, tuple[str, Callable[[Any, str | None, str], Any]]] = {
-    "performance": ("Performance of every job", lambda q, metric, split: _plots().plot_performance(q, metric)),
-    "hyperparameters": ("Hyperparameters", lambda q, metric, split: _plots().plot_hyperparameters(q, metric, split)),
-    "repeat-spread": ("Spread across repeats and folds",
-                      lambda q, metric, split: _plots().plot_repeat_spread(q, metric, split)),
-    "optimization-history": ("Optimisation history", lambda q, metric, split: _plots().plot_optimization_history(q)),
-    "param-importance": ("Hyperparameter importance", lambda q, metric, split: _plots().plot_param_importance(q)),
-    "slice": ("Slices", lambda q, metric, split: _plots().plot_slice(q)),
-    "contour": ("Contour of two searched hyperparameters", lambda q, metric, split: _contour(q)),
-    "intermediate-values": ("Intermediate values (pruning)",
-                            lambda q, metric, split: _plots().plot_intermediate_values(q)),
-}
-
-#: a job's charts: name -> (title, the analysis chart it is (None: every job), draw(job, split))
-JOB_CHARTS: dict[str, tuple[str, JobChart | None, Callable[[Any, str], Any]]] = {
-    "learning-curve": ("Learning curve", None, lambda job, split: _plots().plot_learning_curve(job)),
-    "confusion-matrix": ("Confusion matrices", JobChart.CONFUSION_MATRIX,
-                         lambda job, split: _plots().plot_confusion_matrix(job)),
-    "roc-curve": ("ROC curve", JobChart.ROC_CURVE, lambda job, split: _plots().plot_roc_curve(job, split)),
-    "precision-recall": ("Precision-recall", JobChart.PRECISION_RECALL,
-                         lambda job, split: _plots().plot_precision_recall(job, split)),
-    "predicted-vs-actual": ("Predicted vs actual", JobChart.PREDICTED_VS_ACTUAL,
-                   lambda job, split: _plots().plot_regression(job, split)),
-}
-
-#: what a chart that cannot be drawn from this data raises: its message becomes the chart's note
-NOT_DRAWN = (ChartNotApplicableError, ValidationError, MissingExtraError)
-
-
-def queue_chart_names(queue: Any) -> list[str]:
-    """The charts a queue's page shows: performance, hyperparameters and repeat spread; with a
-    sampled search its history, importance, slices (and contour); with any search the
-    intermediate values."""
-    names = ["performance", "hyperparameters", "repeat-spread"]
-    search = queue.experiment.search_settings
-    if search is not None:
-        if search.samples:
-            names += ["optimization-history", "param-importance", "slice"]
-            if len(_numeric_searched(queue)) >= 2:
-                names.append("contour")
-        names.append("intermediate-values")
-    return names
-
-
 def _figure_response(name: str, draw: Callable[[], Any]) -> Response:
     """``{"chart": name, "note": null, "figure": {...}}``, or the note of a chart that does not apply."""
     try:
         figure = draw()
-    except NOT_DRAWN as error:
+    except queries.NOT_DRAWN as error:
         return _json({"chart": name, "figure": None, "note": str(error)})
     body = json.dumps({"chart": name, "note": None})[:-1] + ', "figure": ' + figure.to_json() + "}"
     return Response(body, media_type="application/json")
-
-
-def _evaluated_split(splits: list[str], objective_split: str) -> str:
-    """The split a queue's charts show by default: the objective's, else validation, else test."""
-    for split in (objective_split, "validation", "test"):
-        if split in splits:
-            return split
-    return splits[0] if splits else objective_split
-
-
-def _measured_splits(entry: JobsFrame) -> list[str]:
-    present = set(entry.frame["split"].dropna()) if len(entry.frame) else set()
-    return [s for s in SPLITS if s in present]
 
 
 # --- pages ---------------------------------------------------------------------------------------
 def page_queues(request: Request) -> Response:
     """``/``: every queue (``?tag=``: those with that tag)."""
     tag = request.query_params.get("tag", "").strip()
-    rows = queue_rows(tag or None)
-    return _html(request, "Queues", pages.queues_page(rows, _states(), tag), page="queues")
+    rows = queries.queue_rows(tag or None)
+    return _html(request, "Queues", pages.queues_page(rows, queries.states(), tag), page="queues")
 
 
 def page_queue(request: Request) -> Response:
     """``/queue/{id}``: the header; the jobs table and the charts are fetched by the script."""
-    queue = _get_queue(request.path_params["queue_id"])
-    summary = queue_summary(queue)
-    charts = [{"name": name, "title": QUEUE_CHARTS[name][0], "src": f"/api/queue/{queue.id}/chart/{name}"}
-              for name in queue_chart_names(queue)]
+    queue = queries.get_queue(request.path_params["queue_id"])
+    summary = queries.queue_summary(queue)
+    charts = [{"name": name, "title": queries.QUEUE_CHARTS[name][0], "src": f"/api/queue/{queue.id}/chart/{name}"}
+              for name in queries.queue_chart_names(queue)]
     title = f"Queue {queue.id}" + (f": {summary['name']}" if summary["name"] else "")
-    return _html(request, title, pages.queue_page(summary, charts, _states(), list(SPLITS)), page="queue",
+    return _html(request, title, pages.queue_page(summary, charts, queries.states(), list(SPLITS)), page="queue",
                  plotly=True)
 
 
@@ -621,7 +285,7 @@ def page_job(request: Request) -> Response:
         applicable = experiment.analysis_type.spec.charts
         query = f"?split={chart_split}" if chart_split else ""
         charts = [{"name": name, "title": title, "src": f"/api/job/{job.id}/chart/{name}{query}"}
-                  for name, (title, chart, _) in JOB_CHARTS.items() if chart is None or chart in applicable]
+                  for name, (title, chart, _) in queries.JOB_CHARTS.items() if chart is None or chart in applicable]
     else:
         info["charts_note"] = f"no charts: the job is {state.value.lower()}, with no metrics or predictions."
     return _html(request, f"Job {job.id}", pages.job_page(info, charts, splits, chart_split), page="job",
@@ -663,14 +327,14 @@ def page_compare(request: Request) -> Response:
 
     ids, metric, split = _compare_args(request)
     queues = [{"queue_id": row["queue_id"], "name": row["name"], "chosen": row["queue_id"] in ids}
-              for row in queue_rows()]
+              for row in queries.queue_rows()]
     table = chart = direction = None
     metrics: list[str] = []
     if ids:
         compared = comparison(ids, metric, split)
         metric, split, direction = compared.metric, compared.split, compared.direction
         metrics = list(compared.queues[0].experiment.metric_set.names)
-        table = _records(compared.frame)
+        table = queries.records(compared.frame)
         query = pages.query_url("/api/compare/chart", queues=",".join(map(str, ids)), metric=metric, split=split)
         chart = {"name": "compare", "title": "Every job's score, per queue", "src": query}
     body = pages.compare_page(queues, table, chart, metrics, metric, split, list(SPLITS), direction)
@@ -680,7 +344,7 @@ def page_compare(request: Request) -> Response:
 def queue_report(request: Request) -> Response:
     """``/queue/{id}/report.html``: :meth:`~aiqc.orm.Queue.report` written to a temporary
     folder (never beside the database) and sent as a download."""
-    queue = _get_queue(request.path_params["queue_id"])
+    queue = queries.get_queue(request.path_params["queue_id"])
     with tempfile.TemporaryDirectory(prefix="aiqc-ui-") as folder:
         path = queue.report(os.path.join(folder, f"aiqc-queue-{queue.id}.html"))
         content = Path(path).read_bytes()
@@ -690,45 +354,32 @@ def queue_report(request: Request) -> Response:
 
 # --- the JSON API ----------------------------------------------------------------------------------
 def api_queues(request: Request) -> Response:
-    """``/api/queues?tag=``: :func:`queue_rows`."""
+    """``/api/queues?tag=``: :func:`~aiqc.ui.queries.queue_rows`."""
     tag = request.query_params.get("tag", "").strip()
-    return _json({"queues": queue_rows(tag or None)})
+    return _json({"queues": queries.queue_rows(tag or None)})
 
 
 def api_queue(request: Request) -> Response:
-    """``/api/queue/{id}``: :func:`queue_summary`."""
-    return _json(queue_summary(_get_queue(request.path_params["queue_id"])))
+    """``/api/queue/{id}``: :func:`~aiqc.ui.queries.queue_summary`."""
+    return _json(queries.queue_summary(queries.get_queue(request.path_params["queue_id"])))
 
 
 def api_jobs(request: Request) -> Response:
     """``/api/queue/{id}/jobs``: one page of the queue's jobs table, filtered (``state``,
     ``split``, ``q``: text among the hyperparameter values, ``name=value``) and sorted
     (``sort``: a column, ``order``: asc or desc) on the server."""
-    queue = _get_queue(request.path_params["queue_id"])
+    queue = queries.get_queue(request.path_params["queue_id"])
     page = _integer(request, "page", 1, 1)
     per_page = _integer(request, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
     order = _choice(request, "order", ("asc", "desc")) or "asc"
-    state = _choice(request, "state", _states())
+    state = _choice(request, "state", queries.states())
     split = _choice(request, "split", SPLITS)
     q = request.query_params.get("q", "").strip()
     if len(q) > MAX_QUERY:
         raise ValidationError.expected("q", f"at most {MAX_QUERY} characters", f"{len(q)} characters")
-    entry, counts, version = jobs_frame(queue)
-    frame = entry.frame
-    sort = _choice(request, "sort", list(frame.columns))
-    if len(frame):
-        keep = None
-        if state is not None:
-            keep = frame["state"] == state
-        if split is not None:
-            keep = (frame["split"] == split) if keep is None else keep & (frame["split"] == split)
-        if q:
-            found = entry.haystack().str.contains(q.lower(), regex=False)
-            keep = found if keep is None else keep & found
-        if keep is not None:
-            frame = frame[keep.to_numpy(dtype=bool)]
-        if sort is not None:
-            frame = _sorted(frame, sort, order == "asc")
+    entry, counts, version = queries.jobs_frame(queue)
+    sort = _choice(request, "sort", list(entry.frame.columns))
+    frame = entry.rows(state=state, split=split, text=q, sort=sort, ascending=order == "asc")
     total = len(frame)
     pages_count = max(1, math.ceil(total / per_page))
     if page > pages_count:
@@ -736,60 +387,42 @@ def api_jobs(request: Request) -> Response:
                                        page)
     shown = frame.iloc[(page - 1) * per_page: page * per_page]
     return _json({"queue_id": queue.id, "columns": list(entry.frame.columns), "metrics": entry.metrics,
-                  "hyperparameters": entry.hyperparameters, "rows": _records(shown), "total": total,
+                  "hyperparameters": entry.hyperparameters, "rows": queries.records(shown), "total": total,
                   "page": page, "per_page": per_page, "pages": pages_count, "sort": sort, "order": order,
-                  "state": state, "split": split, "q": q, "counts": counts, "version": _version_text(version)})
+                  "state": state, "split": split, "q": q, "counts": counts, "version": queries.version_text(version)})
 
 
 def api_queue_chart(request: Request) -> Response:
-    """``/api/queue/{id}/chart/{name}?metric=&split=``: one of :data:`QUEUE_CHARTS` as plotly JSON."""
+    """``/api/queue/{id}/chart/{name}?metric=&split=``: one of :data:`~aiqc.ui.queries.QUEUE_CHARTS` as plotly JSON."""
     name = request.path_params["name"]
-    if name not in QUEUE_CHARTS:
-        raise NotFoundError(f"chart: no queue chart named {name!r}; the charts are {list(QUEUE_CHARTS)!r}.")
-    queue = _get_queue(request.path_params["queue_id"])
+    if name not in queries.QUEUE_CHARTS:
+        raise NotFoundError(f"chart: no queue chart named {name!r}; the charts are {list(queries.QUEUE_CHARTS)!r}.")
+    queue = queries.get_queue(request.path_params["queue_id"])
     metric = _choice(request, "metric", list(queue.experiment.metric_set.names))
     split = _choice(request, "split", SPLITS)
     if split is None:
-        entry, _, _ = jobs_frame(queue)
-        split = _evaluated_split(_measured_splits(entry), queue.experiment.objective[1])
-    too_many = _too_many_traces(queue, name)
+        entry, _, _ = queries.jobs_frame(queue)
+        split = queries.evaluated_split(queries.measured_splits(entry), queue.experiment.objective[1])
+    too_many = queries.too_many_traces(queue, name)
     if too_many:
         return _json({"chart": name, "figure": None, "note": too_many})
-    draw = QUEUE_CHARTS[name][1]
+    draw = queries.QUEUE_CHARTS[name][1]
     return _figure_response(name, lambda: draw(queue, metric, split))
 
 
-def _too_many_traces(queue: Any, name: str) -> str | None:
-    """Why a chart of one trace per combination or per job is left out (over :data:`MAX_TRACES`); None to draw it."""
-    from aiqc.orm import Hyperparamset, Job
-
-    if name == "repeat-spread":
-        count = Hyperparamset.select().where(Hyperparamset.experiment == queue.experiment_id).count()
-        what, trace = "hyperparameter combinations", "a box per combination"
-    elif name == "intermediate-values":
-        count = Job.select().where(Job.queue == queue.id).count()
-        what, trace = "jobs", "a line per job"
-    else:
-        return None
-    if count <= MAX_TRACES:
-        return None
-    return (f"left out: queue {queue.id} has {count:,} {what}, and this chart draws {trace} (at most {MAX_TRACES}); "
-            "the jobs table above sorts and filters them all.")
-
-
 def api_job_chart(request: Request) -> Response:
-    """``/api/job/{id}/chart/{name}?split=``: one of :data:`JOB_CHARTS` as plotly JSON."""
+    """``/api/job/{id}/chart/{name}?split=``: one of :data:`~aiqc.ui.queries.JOB_CHARTS` as plotly JSON."""
     from aiqc.orm import Job
 
     name = request.path_params["name"]
-    if name not in JOB_CHARTS:
-        raise NotFoundError(f"chart: no job chart named {name!r}; the charts are {list(JOB_CHARTS)!r}.")
+    if name not in queries.JOB_CHARTS:
+        raise NotFoundError(f"chart: no job chart named {name!r}; the charts are {list(queries.JOB_CHARTS)!r}.")
     job = Job.get_by_id(request.path_params["job_id"])
     split = _choice(request, "split", SPLITS)
     if split is None and name in ("roc-curve", "precision-recall", "predicted-vs-actual"):
         splits = [s for s in SPLITS if s in job.metrics()]
         split = "test" if "test" in splits or not splits else splits[-1]
-    draw = JOB_CHARTS[name][2]
+    draw = queries.JOB_CHARTS[name][2]
     state = JobState(job.state)
     if name != "learning-curve" and not state.is_measured:
         return _json({"chart": name, "figure": None,
@@ -806,7 +439,7 @@ def api_compare(request: Request) -> Response:
         raise ValidationError.expected("queues", "queue ids separated by commas, e.g. 1,2", "none")
     compared = comparison(ids, metric, split)
     return _json({"metric": compared.metric, "split": compared.split, "direction": compared.direction,
-                  "rows": _records(compared.frame)})
+                  "rows": queries.records(compared.frame)})
 
 
 def api_compare_chart(request: Request) -> Response:
@@ -814,7 +447,9 @@ def api_compare_chart(request: Request) -> Response:
     ids, metric, split = _compare_args(request)
     if not ids:
         raise ValidationError.expected("queues", "queue ids separated by commas, e.g. 1,2", "none")
-    return _figure_response("compare", lambda: _plots().plot_compare_queues(ids, metric, split))
+    from aiqc.plots import plot_compare_queues
+
+    return _figure_response("compare", lambda: plot_compare_queues(ids, metric, split))
 
 
 # --- static files --------------------------------------------------------------------------------
