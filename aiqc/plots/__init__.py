@@ -106,10 +106,14 @@ def plot_performance(queue: Any, metric: str | None = None, min_score: float | N
                      max_score: float | None = None) -> go.Figure:
     """Every job's train score against its validation score: overfitting shows as
     points far from the diagonal."""
+    import numpy as np
+
     data = _data.performance_data(queue, metric, min_score, max_score)
     figure = _go().Figure()
-    figure.add_trace(_go().Scatter(x=data["other"], y=data["train"], mode="markers", name="jobs",
-                                   text=[f"job {j}<br>{label}" for j, label in zip(data["job_ids"], data["labels"])],
+    # numpy arrays: plotly checks a list item by item, a second at 10,000 jobs
+    text = np.array([f"job {j}<br>{label}" for j, label in zip(data["job_ids"], data["labels"])], dtype=str)
+    figure.add_trace(_go().Scatter(x=np.asarray(data["other"], dtype=float), y=np.asarray(data["train"], dtype=float),
+                                   mode="markers", name="jobs", text=text,
                                    hovertemplate="%{text}<br>" + data["other_split"] + "=%{x:.4f}<br>train=%{y:.4f}"))
     values = data["train"] + data["other"]
     if values:
@@ -126,9 +130,11 @@ def plot_hyperparameters(queue: Any, metric: str | None = None, split: str = "va
     data = _data.hyperparameter_data(queue, metric, split)
     parameters = data["parameters"] or {"(no varying hyperparameter)": {"values": [], "scores": []}}
     figure = _subplots(1, len(parameters), list(parameters), horizontal_spacing=0.06)
-    for column, (name, series) in enumerate(parameters.items(), start=1):
-        figure.add_trace(_go().Box(x=series["values"], y=series["scores"], name=name, boxpoints="all", jitter=0.4),
-                         row=1, col=column)
+    import numpy as np
+
+    for column, (name, series) in enumerate(parameters.items(), start=1):  # arrays, not lists: see plot_performance
+        figure.add_trace(_go().Box(x=np.asarray(series["values"], dtype=str), y=np.asarray(series["scores"], dtype=float),
+                                   name=name, boxpoints="all", jitter=0.4), row=1, col=column)
     figure.update_layout(title=f"Hyperparameters vs {data['split']} {data['metric']}: queue {queue.id}",
                          template=TEMPLATE, showlegend=False)
     return figure
