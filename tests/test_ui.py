@@ -198,6 +198,17 @@ def test_every_page_and_endpoint_answers(client, built):
     assert "plotly.js v" in bundle.text[:500] and bundle.headers["content-type"].startswith("text/javascript")
 
 
+def test_the_queue_page_names_its_best_job_or_none_yet(client, built):
+    _, ids = built
+    finished = aiqc.Queue.get_by_id(ids["finished"])
+    best = finished.best_job().id
+    page = client.get(f"/queue/{ids['finished']}").text
+    assert f'<span id="best" data-job-id="{best}"><a id="best-job" href="/job/{best}">{best}</a>' in page
+    assert client.get(f"/api/queue/{ids['finished']}").json()["best"]["job_id"] == best  # what the script polls
+    assert '<span id="best" data-job-id="">none yet</span>' in client.get(f"/queue/{ids['waiting']}").text
+    assert client.get(f"/api/queue/{ids['waiting']}").json()["best"] is None
+
+
 def _chart(client, url: str) -> dict:
     response = client.get(url)
     assert response.status_code == 200, (url, response.text[:300])

@@ -47,6 +47,8 @@ pytestmark = [
 NAME = "<script>alert(1)</script>"
 #: the watched queue: 3 combinations x 2 repeats, each job sleeping SLEEP s, so a 2 s poll sees it move
 JOBS, SLEEP = 6, 0.8
+#: the jobs of the queue whose own page is watched while it runs (the last test)
+LATER = 2
 WAIT = 45  # the longest any one wait below may take, in seconds
 COMPLETE = JobState.COMPLETE.value
 
@@ -102,8 +104,12 @@ def database(tmp_path_factory):
             fn_train=fns.torch_train, splitset_id=iris.id, seed=0,
             hyperparameters={"neuron_count": [4], "batch_size": [16], "epoch_count": [2]})
         named.describe(name=NAME)
-        assert len(watched.jobs) == JOBS
-        ids = {"watched": watched.id, "named": named.id}
+        later = aiqc.Experiment.make(  # run by the last test, with its page open
+            library="pytorch", analysis_type="classification_multi", fn_build=fns.torch_build,
+            fn_train=fns.torch_train, splitset_id=iris.id, seed=0, name="later",
+            hyperparameters={"neuron_count": [4, 8], "batch_size": [16], "epoch_count": [3], "sleep": [SLEEP]})
+        assert len(watched.jobs) == JOBS and len(later.jobs) == LATER
+        ids = {"watched": watched.id, "named": named.id, "later": later.id}
     finally:
         _close()
     return path, ids
@@ -170,10 +176,25 @@ def driver(tmp_path_factory):
 
 
 def _wait(driver, condition, what: str, timeout: float = WAIT):
+    """``condition(driver)`` once it is truthy; an element the page's script replaced between
+    finding and reading it (stale) is looked for again."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
         lambda d: condition(d), message=f"waited {timeout} s for {what}")
+
+
+def _click(driver, selector: str, what: str) -> str:
+    """Click the first element ``selector`` matches (found again if the script redrew it); its text."""
+    def clicked(d):
+        element = _one(d, selector)
+        text = element.text
+        element.click()
+        return text or True
+
+    return _wait(driver, clicked, what)
 
 
 def _one(driver, selector: str):
@@ -267,9 +288,7 @@ def test_a_click_into_the_queue_then_a_job_draws_its_learning_curve(database, se
     _wait(driver, lambda d: _path(d) == f"/queue/{ids['watched']}", "the queue page")
     _wait(driver, lambda d: _all(d, "#jobs tr[data-job-id]"), "the jobs table")
     assert _one(driver, "#queue-progress").get_attribute("data-done") == str(JOBS)
-    link = _one(driver, "#jobs tr[data-job-id] a")
-    job_id = link.text
-    link.click()
+    job_id = _click(driver, "#jobs tr[data-job-id] a", "a job's link")
     _wait(driver, lambda d: _path(d) == f"/job/{job_id}", "the job page")
     assert _one(driver, "#job").get_attribute("data-job-id") == job_id
     assert _one(driver, "#job-state").text == COMPLETE
@@ -317,15 +336,16 @@ def test_browsing_every_page_leaves_the_database_as_it_was(database, server, dri
 
     driver.get(f"{server}/queue/{queue_id}?per_page=5")  # a few rows a page, so there is a next one
     _wait(driver, _table_loaded, "the jobs table")
-    total = int(_one(driver, "#jobs").get_attribute("data-total"))
-    assert total >= JOBS and _one(driver, "#per-page").get_attribute("value") == "5"
-    _one(driver, 'th[data-column="accuracy"]').click()
+    total = _wait(driver, lambda d: int(_one(d, "#jobs").get_attribute("data-total")), "the table's row count")
+    assert total >= JOBS
+    _wait(driver, lambda d: _one(d, "#per-page").get_attribute("value") == "5", "5 rows a page in the menu")
+    _click(driver, 'th[data-column="accuracy"]', "the accuracy column's header")
     _wait(driver, lambda d: "sorted-asc" in (_one(d, 'th[data-column="accuracy"]').get_attribute("class") or "")
           and _table_loaded(d), "the table sorted by accuracy")
     Select(_one(driver, "#state-filter")).select_by_value(COMPLETE)
     _wait(driver, lambda d: "state=" in d.current_url and _table_loaded(d), "the state filter")
-    assert int(_one(driver, "#jobs").get_attribute("data-total")) == total
-    _one(driver, "#next").click()
+    assert _wait(driver, lambda d: int(_one(d, "#jobs").get_attribute("data-total")), "the row count") == total
+    _click(driver, "#next", "the next page button")
     _wait(driver, lambda d: _one(d, "#jobs").get_attribute("data-page") == "2" and _table_loaded(d), "page 2")
     assert "page 2 of" in _one(driver, "#page-info").text and not _one(driver, "#jobs-error").text
     _wait(driver, _charts_settled, "the queue's charts")
@@ -333,7 +353,7 @@ def test_browsing_every_page_leaves_the_database_as_it_was(database, server, dri
         "performance"] == "figure"
     assert "error" not in {c.get_attribute("data-loaded") for c in _all(driver, "div.chart")}
 
-    _all(driver, "#jobs tr[data-job-id] a")[0].click()
+    _click(driver, "#jobs tr[data-job-id] a", "a job's link")
     _wait(driver, lambda d: _path(d).startswith("/job/") and _charts_settled(d), "a job page and its charts")
     assert "error" not in {c.get_attribute("data-loaded") for c in _all(driver, "div.chart")}
 
@@ -343,8 +363,46 @@ def test_browsing_every_page_leaves_the_database_as_it_was(database, server, dri
     _one(driver, "#compare-button").click()
     _wait(driver, lambda d: _path(d) == "/compare" and _all(d, "#compare tr[data-queue-id]")
           and _charts_settled(d), "the compare page")
-    assert len(_all(driver, "#compare tr[data-queue-id]")) == 2
+    assert len(_all(driver, "#compare tr[data-queue-id]")) == len(ids)  # every queue ticked
     assert _one(driver, "#chart-compare").get_attribute("data-loaded") == "figure"
 
     assert _fingerprint(path) == watched["fingerprint"]
-    assert watched["fingerprint"][1]["job"] == JOBS + 1 and watched["fingerprint"][1]["metric"] > 0
+    assert watched["fingerprint"][1]["job"] == JOBS + 1 + LATER and watched["fingerprint"][1]["metric"] > 0
+
+
+def _run_queue(path: Path, queue_id: int) -> subprocess.Popen:
+    """A process running the queue ``queue_id`` of the database ``path`` (its output in worker-N.log)."""
+    run = f"import aiqc; aiqc.setup({str(path)!r}); aiqc.Queue.get_by_id({queue_id}).run_jobs(progress=False)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    env.pop("AIQC_DB", None)
+    with open(path.parent / f"worker-{queue_id}.log", "w") as out:
+        return subprocess.Popen([sys.executable, "-c", run], stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def test_a_queue_page_follows_its_queue_live_best_job_table_and_charts(database, server, driver, watched):
+    """Runs after the read-only test: it runs a queue. Its page, open before the first job ends,
+    shows the best job, the table's rows and the performance chart appear without a reload."""
+    path, ids = database
+    queue_id = ids["later"]
+    driver.get(f"{server}/queue/{queue_id}?state={COMPLETE}&split=validation")  # a row per COMPLETE job
+    _wait(driver, lambda d: _table_loaded(d) and _charts_settled(d), "the queue page")
+    assert _one(driver, "#best").text == "none yet" and _one(driver, "#jobs").get_attribute("data-total") == "0"
+    assert _one(driver, "#chart-performance").get_attribute("data-loaded") == "note"  # no COMPLETE job yet
+    driver.execute_script("window.aiqcPage = 1;")  # gone if the page reloads
+    worker = _run_queue(path, queue_id)
+    try:
+        assert worker.wait(timeout=2 * WAIT) == 0, (path.parent / f"worker-{queue_id}.log").read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=20)
+    _wait(driver, lambda d: _one(d, "#queue-progress").get_attribute("data-done") == str(LATER), "the progress bar")
+    _wait(driver, lambda d: _all(d, "#best a#best-job"), "the best job")
+    best = _one(driver, "#best-job").text
+    assert best.isdigit() and _one(driver, "#best").get_attribute("data-job-id") == best
+    _wait(driver, lambda d: _one(d, "#jobs").get_attribute("data-total") == str(LATER) and _table_loaded(d),
+          "the COMPLETE jobs in the table")
+    chart = "#chart-performance"
+    _wait(driver, lambda d: _one(d, chart).get_attribute("data-loaded") == "figure", "the performance chart redrawn")
+    assert _all(driver, f"{chart} svg.main-svg") and len(_all(driver, f"{chart} .scatterlayer .trace")) >= 1
+    assert driver.execute_script("return window.aiqcPage;") == 1  # no reload: the page's script did it

@@ -156,9 +156,9 @@ def queue_page(summary: dict, charts: list[dict], states: list[str], splits: lis
     if summary.get("search"):
         facts.append(("search", text(summary["search"])))
     best = summary.get("best")
-    if best:
-        facts.append(("best job", f'<a id="best-job" href="/job/{int(best["job_id"])}">{int(best["job_id"])}</a> '
-                                  f'({number(best["value"])})'))
+    shown = (f'<a id="best-job" href="/job/{int(best["job_id"])}">{int(best["job_id"])}</a> ({number(best["value"])})'
+             if best else "none yet")
+    facts.append(("best job", f'<span id="best" data-job-id="{int(best["job_id"]) if best else ""}">{shown}</span>'))
     if summary.get("output_dir"):
         facts.append(("output", text(summary["output_dir"])))
     facts.append(("report", f'<a id="report-link" href="/queue/{queue_id}/report.html">download the HTML report</a>'))

@@ -4,6 +4,9 @@
   "use strict";
 
   var POLL_MS = 2000;
+  // a queue page redraws its charts when its jobs change, at most this often (each is one query
+  // of every job: about half a second at 10,000 jobs)
+  var CHART_REFRESH_MS = 10000;
 
   function $(selector, root) { return (root || document).querySelector(selector); }
   function $all(selector, root) { return Array.prototype.slice.call((root || document).querySelectorAll(selector)); }
@@ -44,18 +47,26 @@
     return getJSON(container.getAttribute("data-src")).then(function (body) {
       if (body && body.figure) {
         if (typeof Plotly === "undefined") { throw new Error("plotly.js did not load"); }
-        container.textContent = "";
-        var layout = Object.assign({}, body.figure.layout || {}, {autosize: true});
-        return Plotly.newPlot(container, body.figure.data || [], layout,
-                              {responsive: true, displaylogo: false}).then(function () {
+        // a redraw keeps the user's zoom and hidden traces (uirevision); a note is replaced
+        var layout = Object.assign({}, body.figure.layout || {}, {autosize: true, uirevision: "aiqc"});
+        var drawn = container.classList.contains("js-plotly-plot");
+        if (!drawn) { container.textContent = ""; }
+        container.classList.remove("note", "error");
+        var draw = drawn ? Plotly.react : Plotly.newPlot;
+        return draw(container, body.figure.data || [], layout, {responsive: true, displaylogo: false}).then(function () {
           container.setAttribute("data-loaded", "figure");
+          container.setAttribute("data-drawn", String(Number(container.getAttribute("data-drawn") || 0) + 1));
         });
       }
+      if (container.classList.contains("js-plotly-plot")) { Plotly.purge(container); }
       container.textContent = (body && body.note) || "This chart does not apply.";
+      container.classList.remove("error");
       container.classList.add("note");
       container.setAttribute("data-loaded", "note");
     }).catch(function (error) {
+      if (container.classList.contains("js-plotly-plot") && typeof Plotly !== "undefined") { Plotly.purge(container); }
       container.textContent = "Could not draw this chart: " + error.message;
+      container.classList.remove("note");
       container.classList.add("error");
       container.setAttribute("data-loaded", "error");
     });
@@ -273,6 +284,33 @@
       }).then(function () { table.removeAttribute("data-loading"); });
     }
 
+    // the best job: a link and its score, or "none yet"
+    function setBest(best) {
+      var cell = $("#best");
+      if (!cell) { return; }
+      var id = best ? String(best.job_id) : "";
+      if (cell.getAttribute("data-job-id") === id && (!best || cell.getAttribute("data-value") === String(best.value))) {
+        return;
+      }
+      cell.setAttribute("data-job-id", id);
+      cell.textContent = "";
+      if (!best) { cell.textContent = "none yet"; return; }
+      cell.setAttribute("data-value", String(best.value));
+      cell.appendChild(element("a", {id: "best-job", href: "/job/" + best.job_id}, id));
+      cell.appendChild(document.createTextNode(" (" + formatNumber(best.value, 4) + ")"));
+    }
+
+    // the charts follow the jobs: redrawn after a change, at most every CHART_REFRESH_MS
+    var chartsDrawnAt = Date.now();
+    var chartsStale = false;
+
+    function refreshCharts() {
+      if (!chartsStale || document.hidden || Date.now() - chartsDrawnAt < CHART_REFRESH_MS) { return null; }
+      chartsStale = false;
+      chartsDrawnAt = Date.now();
+      return drawCharts();
+    }
+
     function poll() {
       getJSON(summary.getAttribute("data-api")).then(function (data) {
         $all("[data-state]", summary).forEach(function (span) {
@@ -280,10 +318,13 @@
           if (count) { count.textContent = String(data.counts[span.getAttribute("data-state")] || 0); }
         });
         setProgress($("#queue-progress"), data.done, data.total);
+        setBest(data.best);
         if (data.version !== summary.getAttribute("data-version")) {
           summary.setAttribute("data-version", data.version);
-          return load();
+          chartsStale = true;
+          return Promise.all([load(), refreshCharts()]);
         }
+        return refreshCharts();
       }).catch(function () { /* the next poll tries again */ }).then(function () {
         window.setTimeout(poll, POLL_MS);
       });
