@@ -34,7 +34,7 @@ def build_predictor(job: Any) -> Predictor:
     return Predictor(
         library=experiment.library, analysis_type=experiment.analysis_type, input=_input(splitset, fold),
         label_column=splitset.label.column, label_encoder=splitset.label_encoder(fold),
-        class_names=splitset.class_names(), model=job.get_model(),
+        class_names=splitset.class_names(), load_model=job.get_model,
         fn_predict=experiment.load_functions().get("fn_predict"), job_id=job.id,
     )
 

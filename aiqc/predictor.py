@@ -399,9 +399,9 @@ class Predictor:
     """
 
     def __init__(self, *, library: Any, analysis_type: Any, input: TableInput | ArrayInput, label_column: str,
-                 label_encoder: Any, class_names: Sequence[Any], model: Any,
+                 label_encoder: Any, class_names: Sequence[Any], model: Any = None,
                  fn_predict: Callable[..., Any] | None = None, job_id: int | None = None,
-                 manifest: dict[str, Any] | None = None) -> None:
+                 manifest: dict[str, Any] | None = None, load_model: Callable[[], Any] | None = None) -> None:
         from aiqc.analysis import AnalysisType
         from aiqc.backends import parse_library
 
@@ -411,12 +411,23 @@ class Predictor:
         self.label_column = label_column
         self.label_encoder = label_encoder
         self.class_names = list(class_names)
-        self.model = model
+        if (model is None) == (load_model is None):
+            raise TypeError("Predictor: expected a model or a load_model function, one of the two")
+        self._model = model
+        self._load_model = load_model
         self.fn_predict = fn_predict
         self.job_id = job_id
         self._manifest = dict(manifest or {})
 
     # --- what it is --------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The model, loaded on first use when given as ``load_model`` (so that rows that fail
+        their checks fail before a deep-learning library is imported and a model read)."""
+        if self._model is None:
+            self._model = self._load_model()
+        return self._model
+
     @property
     def backend(self) -> "Backend":
         """The deep-learning backend that runs the model."""

@@ -66,6 +66,24 @@ def test_get_model_and_predict_encode_nothing(db, iris, monkeypatch):
     np.testing.assert_allclose(got.filter(like="probability").to_numpy(), expected.filter(like="probability").to_numpy())
 
 
+def test_predict_checks_the_rows_before_it_loads_the_model(db, iris, monkeypatch):
+    """Rows that fail their checks fail before the model is read (and its library imported)."""
+    from aiqc.exceptions import ValidationError
+
+    queue = _fold_queue(iris, combinations=1)
+    queue.run_jobs(progress=False)
+    job = queue.jobs.order_by(Job.id).first()
+    clear_caches()
+    loads = []
+    real = Job.get_model
+    monkeypatch.setattr(Job, "get_model", lambda self: loads.append(self.id) or real(self))
+    with pytest.raises(ValidationError, match=r"df: expected the feature columns the model was trained on"):
+        job.predict(iris.head(3).drop(columns=["petal_width"]))
+    assert loads == []
+    assert len(job.predict(iris.head(3))) == 3 and len(job.predict(iris.head(2))) == 2
+    assert loads == [job.id]  # loaded once, on the first rows that passed
+
+
 def test_a_job_recorded_without_shapes_still_loads(db, iris):
     """A job recorded by an older aiqc has no stored shapes: its training split tells them."""
     queue = _fold_queue(iris, combinations=1)
