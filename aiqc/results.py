@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from aiqc.exceptions import ValidationError
 from aiqc.states import JobState
@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
+#: the columns of a :func:`metrics_to_pandas` frame that are neither hyperparameters nor metrics
+BOOKKEEPING_COLUMNS = ("job_id", "hyperparamset", "repeat", "fold", "split", "state", "seconds")
+
+
+def hyperparameter_columns(frame: "pd.DataFrame", metric_names: Iterable[str]) -> list[str]:
+    """The hyperparameter columns of a :func:`metrics_to_pandas` frame of ``metric_names``, in order."""
+    skip = {*BOOKKEEPING_COLUMNS, *metric_names}
+    return [column for column in frame.columns if column not in skip]
 
 
 def metrics_to_pandas(queue: Any, selected_metrics: list[str] | None = None, sort_by: str | list[str] | None = None,

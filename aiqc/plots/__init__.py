@@ -127,14 +127,14 @@ def plot_performance(queue: Any, metric: str | None = None, min_score: float | N
 
 def plot_hyperparameters(queue: Any, metric: str | None = None, split: str = "validation") -> go.Figure:
     """For each hyperparameter that varies: the metric of every job, by value (box + points)."""
+    import numpy as np
+
     data = _data.hyperparameter_data(queue, metric, split)
     parameters = data["parameters"] or {"(no varying hyperparameter)": {"values": [], "scores": []}}
     figure = _subplots(1, len(parameters), list(parameters), horizontal_spacing=0.06)
-    import numpy as np
-
     for column, (name, series) in enumerate(parameters.items(), start=1):  # arrays, not lists: see plot_performance
-        figure.add_trace(_go().Box(x=np.asarray(series["values"], dtype=str), y=np.asarray(series["scores"], dtype=float),
-                                   name=name, boxpoints="all", jitter=0.4), row=1, col=column)
+        values, scores = np.asarray(series["values"], dtype=str), np.asarray(series["scores"], dtype=float)
+        figure.add_trace(_go().Box(x=values, y=scores, name=name, boxpoints="all", jitter=0.4), row=1, col=column)
     figure.update_layout(title=f"Hyperparameters vs {data['split']} {data['metric']}: queue {queue.id}",
                          template=TEMPLATE, showlegend=False)
     return figure

@@ -143,7 +143,7 @@ def regression_data(job: Any, split: str) -> dict:
 def performance_data(queue: Any, metric: str | None, min_score: float | None = None,
                      max_score: float | None = None) -> dict:
     """Every COMPLETE job's train score against its validation (else test) score."""
-    from aiqc.results import metrics_to_pandas
+    from aiqc.results import hyperparameter_columns, metrics_to_pandas
 
     metric = queue.experiment.metric_set.check(metric)
     for name, bound in (("min_score", min_score), ("max_score", max_score)):
@@ -163,19 +163,12 @@ def performance_data(queue: Any, metric: str | None, min_score: float | None = N
         keep &= (wide[other] <= max_score).to_numpy()
     wide = wide[keep]
     params = frame.drop_duplicates("job_id").set_index("job_id")
-    names = _hyperparameter_columns(frame, metric)
+    names = hyperparameter_columns(frame, [metric])
     shown = params.loc[wide.index, names]  # whole columns at once: a cell lookup per job took seconds at 10k jobs
     columns = [[f"{name}={value}" for value in shown[name].tolist()] for name in names]
     labels = [", ".join(parts) for parts in zip(*columns)] if names else [""] * len(wide)
     return {"metric": metric, "other_split": other, "job_ids": [int(j) for j in wide.index],
             "train": wide["train"].tolist(), "other": wide[other].tolist(), "labels": labels}
-
-
-def _hyperparameter_columns(frame: Any, metric: str) -> list[str]:
-    """The hyperparameter columns of a :func:`~aiqc.results.metrics_to_pandas` frame of one
-    ``metric``, in the order of the queue's combinations."""
-    fixed = {"job_id", "hyperparamset", "repeat", "fold", "split", metric, "state", "seconds"}
-    return [c for c in frame.columns if c not in fixed]
 
 
 def _scores(queue: Any, metric: str | None, split: str) -> tuple[str, Any]:
@@ -191,9 +184,11 @@ def _scores(queue: Any, metric: str | None, split: str) -> tuple[str, Any]:
 
 def hyperparameter_data(queue: Any, metric: str | None = None, split: str = "validation") -> dict:
     """Per hyperparameter with more than one value: the metric of every COMPLETE job, by value."""
+    from aiqc.results import hyperparameter_columns
+
     metric, frame = _scores(queue, metric, split)
     out = {}
-    for name in _hyperparameter_columns(frame, metric):
+    for name in hyperparameter_columns(frame, [metric]):
         values = frame[name].map(str)
         if values.nunique() > 1:
             out[name] = {"values": values.tolist(), "scores": frame[metric].tolist()}

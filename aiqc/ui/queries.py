@@ -18,6 +18,7 @@ from aiqc import caches
 from aiqc.analysis import JobChart
 from aiqc.data.split import SPLITS
 from aiqc.exceptions import ChartNotApplicableError, MissingExtraError, NotFoundError, ValidationError
+from aiqc.results import hyperparameter_columns
 from aiqc.states import JobState
 
 if TYPE_CHECKING:
@@ -254,8 +255,8 @@ def build_frame(queue: Any) -> JobsFrame:
         frame = frame.sort_values("job_id", kind="stable").reset_index(drop=True)
     else:
         frame = measured
-    fixed = {"job_id", "hyperparamset", "repeat", "fold", "split", "state", "seconds", *metric_names}
-    return JobsFrame(frame, [m for m in metric_names if m in frame.columns], [c for c in columns if c not in fixed])
+    metrics = [m for m in metric_names if m in frame.columns]
+    return JobsFrame(frame, metrics, hyperparameter_columns(frame, metric_names))
 
 
 def unmeasured(queue: Any, columns: list[str], metric_names: list[str]) -> "pd.DataFrame":
