@@ -17,16 +17,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def db(tmp_path, monkeypatch):
     """A fresh database bound for this test; unbound afterwards."""
     import aiqc
-    from aiqc.database import clear_caches
-    from aiqc.orm import database_proxy
+    from fns import unbind_database
 
     monkeypatch.delenv("AIQC_DB", raising=False)
     path = aiqc.setup(tmp_path / "aiqc.sqlite3")
     yield path
-    if database_proxy.obj is not None:
-        database_proxy.obj.close()
-        database_proxy.initialize(None)
-    clear_caches()
+    unbind_database()
 
 
 @pytest.fixture
@@ -93,17 +89,13 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
     """The ``db`` argument of a fresh database of each back end (a SQLite path, a PostgreSQL
     URL), already opened by ``aiqc.setup``; unbound afterwards."""
     import aiqc
-    from aiqc.database import clear_caches
-    from aiqc.orm import database_proxy
+    from fns import unbind_database
 
     monkeypatch.delenv("AIQC_DB", raising=False)
     db = str(tmp_path / "aiqc.sqlite3") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     aiqc.setup(db)
     yield db
-    if database_proxy.obj is not None:
-        database_proxy.obj.close()
-        database_proxy.initialize(None)
-    clear_caches()
+    unbind_database()
 
 
 def _runs_slow_tests(config: pytest.Config) -> bool:

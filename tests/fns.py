@@ -7,6 +7,18 @@ import os
 import time
 
 
+
+def unbind_database() -> None:
+    """Close the database aiqc is bound to, unbind it and empty aiqc's caches (a test's teardown)."""
+    from aiqc.database import clear_caches
+    from aiqc.orm import database_proxy
+
+    if database_proxy.obj is not None:
+        database_proxy.obj.close()
+        database_proxy.initialize(None)
+    clear_caches()
+
+
 # --- Keras ----------------------------------------------------------------------------
 def keras_build(features_shape, label_shape, **hp):
     import keras

@@ -28,6 +28,7 @@ from aiqc.pipeline import store_arrays
 from aiqc.states import JobState
 
 import fns
+from fns import unbind_database
 
 pytestmark = pytest.mark.backends
 
@@ -54,16 +55,6 @@ def _signals(count: int = 90, timesteps: int = 12, seed: int = 0) -> tuple[np.nd
     base = np.stack([shapes[k] for k in labels])
     samples = np.stack([base, -base], axis=-1) + rng.normal(0, 0.3, (count, timesteps, 2))
     return (samples * 10 + 5).astype(np.float32), np.array(["sine", "ramp", "flat"])[labels]
-
-
-def _close() -> None:
-    from aiqc.database import clear_caches
-    from aiqc.orm import database_proxy
-
-    if database_proxy.obj is not None:
-        database_proxy.obj.close()
-        database_proxy.initialize(None)
-    clear_caches()
 
 
 def _splitset(modality: str, samples: np.ndarray, labels: np.ndarray, channels: list[str], encoder: object,
@@ -99,7 +90,7 @@ def _train(folder: Path) -> dict:
         return {"path": path, "image": image.id, "custom": custom.id, "sequence": sequence.id,
                 "images": images, "sequences": samples}
     finally:
-        _close()
+        unbind_database()
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +104,7 @@ def jobs(trained, monkeypatch) -> dict:
     monkeypatch.delenv("AIQC_DB", raising=False)
     aiqc.setup(trained["path"])
     yield {k: Job.get_by_id(v) if k in ("image", "custom", "sequence") else v for k, v in trained.items()}
-    _close()
+    unbind_database()
 
 
 def _stored(job: Job, samples: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:

@@ -30,6 +30,7 @@ from aiqc.orm import Job
 from aiqc.states import JobState
 
 import fns
+from fns import unbind_database
 
 pytestmark = pytest.mark.backends
 
@@ -88,16 +89,6 @@ def _diabetes() -> pd.DataFrame:
     return df
 
 
-def _close() -> None:
-    from aiqc.database import clear_caches
-    from aiqc.orm import database_proxy
-
-    if database_proxy.obj is not None:
-        database_proxy.obj.close()
-        database_proxy.initialize(None)
-    clear_caches()
-
-
 def _train(folder: Path, library: str) -> dict:
     """A database with a multiclass job (iris, fold 1 of 2, aliased) and a regression job
     (diabetes: one-hot, scaled and pass-through features, a scaled label, a custom fn_predict),
@@ -130,7 +121,7 @@ def _train(folder: Path, library: str) -> dict:
                     "regression": regressor.export(folder / f"{library}-diabetes.aiqc")}
         return {"path": path, "classification": classifier.id, "regression": regressor.id, "exported": exported}
     finally:
-        _close()
+        unbind_database()
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +150,7 @@ def opened(trained, monkeypatch):
         return made
 
     yield open_
-    _close()
+    unbind_database()
 
 
 def _rows(kind: str) -> pd.DataFrame:

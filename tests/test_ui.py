@@ -10,7 +10,6 @@ import hashlib
 import pickle
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +32,9 @@ except (ImportError, RuntimeError):  # neither httpx nor httpx2 installed
 import aiqc
 from aiqc.states import JobState
 
+from fns import unbind_database
+from pgserver import free_port
+
 pytestmark = [pytest.mark.backends,
               pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`:DeprecationWarning")]
 
@@ -51,16 +53,6 @@ def train_raises_markup(model, loser, optimizer, samples_train, samples_evaluate
     if hp["neuron_count"] == 13:
         raise RuntimeError(ERROR)
     return fns.torch_train(model, loser, optimizer, samples_train, samples_evaluate, **hp)
-
-
-def _close() -> None:
-    from aiqc.database import clear_caches
-    from aiqc.orm import database_proxy
-
-    if database_proxy.obj is not None:
-        database_proxy.obj.close()
-        database_proxy.initialize(None)
-    clear_caches()
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +112,7 @@ def built(tmp_path_factory):
         ids["waiting_jobs"] = jobs["waiting"]
         database_proxy.obj.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file we copy
     finally:
-        _close()
+        unbind_database()
     return path, ids
 
 
@@ -137,7 +129,7 @@ def copy(built, tmp_path, monkeypatch):
     path = tmp_path / "ui.sqlite3"
     shutil.copy(built[0], path)
     yield path
-    _close()
+    unbind_database()
 
 
 @pytest.fixture
@@ -529,7 +521,7 @@ def test_browsing_every_page_leaves_the_file_as_it_was(copy, built, no_unpicklin
         with pytest.raises(DatabaseReadOnlyError):
             with aiqc.database.translated():
                 aiqc.Queue.get_by_id(ids["finished"]).describe(name="renamed")
-    _close()
+    unbind_database()
     assert _sha256(copy) == digest and _table_rows(copy) == rows
 
 
@@ -621,15 +613,9 @@ def test_cli_ui_refuses_a_bad_port_or_a_missing_database(tmp_path, capsys):
     assert "port: expected a port number between 1 and 65535; received 70000" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_aiqc_ui_serves_over_http(copy, built):
     _, ids = built
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "aiqc.cli", "--db", str(copy), "ui", "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -687,7 +673,7 @@ def test_the_dashboard_browses_a_postgresql_database_read_only(postgres_url, mon
             queues.append(queue.id)
         job = Job.select(Job.id).where(Job.queue == queues[0]).order_by(Job.id).first().id
     finally:
-        _close()
+        unbind_database()
     before = _pg_fingerprint(postgres_url)
     assert before["job"][0] == 4 and before["metric"][0] > 50
     urls = ["/", "/api/queues", "/api/queues?tag=pg", f"/compare?queues={queues[0]},{queues[1]}",
@@ -711,5 +697,5 @@ def test_the_dashboard_browses_a_postgresql_database_read_only(postgres_url, mon
                 with aiqc.database.translated():
                     aiqc.Queue.get_by_id(queues[0]).describe(name="renamed")
     finally:
-        _close()
+        unbind_database()
     assert _pg_fingerprint(postgres_url) == before

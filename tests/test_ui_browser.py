@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,6 +30,9 @@ pytest.importorskip("selenium")
 
 import aiqc  # noqa: E402
 from aiqc.states import JobState  # noqa: E402
+
+from fns import unbind_database  # noqa: E402
+from pgserver import free_port  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -53,22 +55,6 @@ WAIT = 45  # the longest any one wait below may take, in seconds
 COMPLETE = JobState.COMPLETE.value
 
 
-def _close() -> None:
-    from aiqc.database import clear_caches
-    from aiqc.orm import database_proxy
-
-    if database_proxy.obj is not None:
-        database_proxy.obj.close()
-        database_proxy.initialize(None)
-    clear_caches()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _fingerprint(path: Path) -> tuple[str, dict[str, int]]:
     """(sha256 of the database file and of its write-ahead log, rows per table): a reader
     never writes either file (the -shm file holds readers' marks, so it is left out)."""
@@ -85,8 +71,8 @@ def _fingerprint(path: Path) -> tuple[str, dict[str, int]]:
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory):
-    """The database file and the ids of its two queues, not run yet: ``watched`` (JOBS jobs of
-    SLEEP s each) and ``named`` (one job, named NAME)."""
+    """The database file and the ids of its three queues, not run yet: ``watched`` (JOBS jobs of
+    SLEEP s each), ``named`` (one job, named NAME) and ``later`` (LATER jobs of SLEEP s each)."""
     pytest.importorskip("torch")
     import fns
     from aiqc import datum
@@ -111,7 +97,7 @@ def database(tmp_path_factory):
         assert len(watched.jobs) == JOBS and len(later.jobs) == LATER
         ids = {"watched": watched.id, "named": named.id, "later": later.id}
     finally:
-        _close()
+        unbind_database()
     return path, ids
 
 
@@ -119,7 +105,7 @@ def database(tmp_path_factory):
 def server(database):
     """``aiqc ui --db PATH --port FREE`` in a subprocess; its base URL once it answers."""
     path, _ = database
-    port = _free_port()
+    port = free_port()
     command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "aiqc.cli"]
     log = path.parent / "server.log"
     env = {k: v for k, v in os.environ.items() if k != "AIQC_DB"}
@@ -232,6 +218,21 @@ def _table_loaded(driver) -> bool:
     return table.get_attribute("data-loading") is None and table.get_attribute("data-page") is not None
 
 
+def _worker_log(path: Path, queue_ids: tuple[int, ...]) -> Path:
+    return path.parent / f"worker-{'-'.join(map(str, queue_ids))}.log"
+
+
+def _run_queues(path: Path, *queue_ids: int) -> subprocess.Popen:
+    """A process running the queues ``queue_ids``, one after another, in the database ``path``
+    (its output in :func:`_worker_log`)."""
+    run = (f"import aiqc; aiqc.setup({str(path)!r}); "
+           f"[aiqc.Queue.get_by_id(n).run_jobs(progress=False) for n in {queue_ids!r}]")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    env.pop("AIQC_DB", None)
+    with open(_worker_log(path, queue_ids), "w") as out:
+        return subprocess.Popen([sys.executable, "-c", run], stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
 @pytest.fixture(scope="module")
 def watched(database, server, driver):
     """The queues page open while another process runs the queues: the watched queue's
@@ -241,13 +242,8 @@ def watched(database, server, driver):
     queue_id = ids["watched"]
     driver.get(f"{server}/")
     _one(driver, f'tr[data-queue-id="{queue_id}"]')
-    run = (f"import aiqc; aiqc.setup({str(path)!r}); "
-           f"[aiqc.Queue.get_by_id(n).run_jobs(progress=False) for n in ({queue_id}, {ids['named']})]")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
-    env.pop("AIQC_DB", None)
-    log = path.parent / "worker.log"
-    with open(log, "w") as out:
-        worker = subprocess.Popen([sys.executable, "-c", run], stdout=out, stderr=subprocess.STDOUT, env=env)
+    worker = _run_queues(path, queue_id, ids["named"])
+    log = _worker_log(path, (queue_id, ids["named"]))
     seen = [_progress(driver, queue_id)]
     try:
         deadline = time.monotonic() + 2 * WAIT
@@ -370,15 +366,6 @@ def test_browsing_every_page_leaves_the_database_as_it_was(database, server, dri
     assert watched["fingerprint"][1]["job"] == JOBS + 1 + LATER and watched["fingerprint"][1]["metric"] > 0
 
 
-def _run_queue(path: Path, queue_id: int) -> subprocess.Popen:
-    """A process running the queue ``queue_id`` of the database ``path`` (its output in worker-N.log)."""
-    run = f"import aiqc; aiqc.setup({str(path)!r}); aiqc.Queue.get_by_id({queue_id}).run_jobs(progress=False)"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
-    env.pop("AIQC_DB", None)
-    with open(path.parent / f"worker-{queue_id}.log", "w") as out:
-        return subprocess.Popen([sys.executable, "-c", run], stdout=out, stderr=subprocess.STDOUT, env=env)
-
-
 def test_a_queue_page_follows_its_queue_live_best_job_table_and_charts(database, server, driver, watched):
     """Runs after the read-only test: it runs a queue. Its page, open before the first job ends,
     shows the best job, the table's rows and the performance chart appear without a reload."""
@@ -389,9 +376,9 @@ def test_a_queue_page_follows_its_queue_live_best_job_table_and_charts(database,
     assert _one(driver, "#best").text == "none yet" and _one(driver, "#jobs").get_attribute("data-total") == "0"
     assert _one(driver, "#chart-performance").get_attribute("data-loaded") == "note"  # no COMPLETE job yet
     driver.execute_script("window.aiqcPage = 1;")  # gone if the page reloads
-    worker = _run_queue(path, queue_id)
+    worker = _run_queues(path, queue_id)
     try:
-        assert worker.wait(timeout=2 * WAIT) == 0, (path.parent / f"worker-{queue_id}.log").read_text()
+        assert worker.wait(timeout=2 * WAIT) == 0, _worker_log(path, (queue_id,)).read_text()
     finally:
         if worker.poll() is None:
             worker.kill()

@@ -18,6 +18,8 @@ import aiqc
 from aiqc.exceptions import ChartNotApplicableError, DataWarning, IntegrityError
 from aiqc.orm.base import DIGEST_PREFIX, with_digest
 
+from fns import unbind_database
+
 pytestmark = pytest.mark.backends
 
 SCRIPT = shutil.which("aiqc", path=str(Path(sys.executable).parent)) or shutil.which("aiqc")
@@ -41,16 +43,6 @@ class Planted:
         return exec, (f"open({self.marker!r}, 'w').write('ran')",)
 
 
-def _close() -> None:
-    from aiqc.database import clear_caches
-    from aiqc.orm import database_proxy
-
-    if database_proxy.obj is not None:
-        database_proxy.obj.close()
-        database_proxy.initialize(None)
-    clear_caches()
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A database file holding one finished PyTorch queue (reference splitset, custom metric), made once."""
@@ -69,7 +61,7 @@ def trained(tmp_path_factory):
         )
         assert queue.run_jobs(progress=False).complete == 2
     finally:
-        _close()
+        unbind_database()
     return path
 
 
@@ -79,7 +71,7 @@ def copy(trained, tmp_path):
     path = tmp_path / "copy.sqlite3"
     shutil.copy(trained, path)
     yield path
-    _close()
+    unbind_database()
 
 
 def _blobs(path: Path, table: str, column: str) -> list[tuple[int, bytes]]:
@@ -196,7 +188,7 @@ def test_a_flipped_byte_is_refused(copy):
     with pytest.raises(IntegrityError):
         aiqc.Job.get_by_id(1).predict(datum.to_pandas("iris.tsv").head(3))
     assert experiment.load_metric_functions()["wrong_share"] is not None  # its own digest still matches
-    _close()
+    unbind_database()
     _write(copy, "encoder", "fitted", [(i, _flip(b)) for i, b in _blobs(copy, "encoder", "fitted")])
     aiqc.setup(copy)
     with pytest.raises(IntegrityError, match=r"^encoder \d+ field 'fitted': "):
